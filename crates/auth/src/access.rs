@@ -52,12 +52,13 @@ impl Credentials {
     /// payload is not base64 or not UTF-8, the colon is missing, or the id or
     /// secret is empty.
     pub fn from_basic_header(value: &str) -> Result<Self, AuthError> {
-        let (scheme, encoded) = value
-            .trim()
-            .split_once(' ')
-            .ok_or(AuthError::InvalidBasicHeader(
-                "expected `Basic <base64 of client_id:secret>`",
-            ))?;
+        let (scheme, encoded) =
+            value
+                .trim()
+                .split_once(' ')
+                .ok_or(AuthError::InvalidBasicHeader(
+                    "expected `Basic <base64 of client_id:secret>`",
+                ))?;
         if !scheme.eq_ignore_ascii_case("basic") {
             return Err(AuthError::InvalidBasicHeader("the scheme is not Basic"));
         }
@@ -322,7 +323,8 @@ impl AccessControl {
     /// thread after a final write. Without it, counts are written every
     /// `quota_flush_every` requests, on [`AccessControl::flush`] and on drop.
     pub fn spawn_quota_flusher(&self) -> QuotaFlusher {
-        self.quotas.spawn_flusher(self.config.quota_flush_interval())
+        self.quotas
+            .spawn_flusher(self.config.quota_flush_interval())
     }
 
     /// Creates or reuses the development client for `serve --dev` and returns its credentials.
@@ -390,4 +392,3 @@ impl AccessControl {
         write_atomic(path, &bytes)
     }
 }
-

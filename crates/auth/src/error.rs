@@ -49,7 +49,9 @@ pub enum AuthError {
     },
 
     /// The token's client was removed, its secret rotated or its role changed since issue.
-    #[error("access token of client {client_id} is revoked: the client was removed or its secret rotated")]
+    #[error(
+        "access token of client {client_id} is revoked: the client was removed or its secret rotated"
+    )]
     RevokedToken {
         /// Client id carried by the token.
         client_id: String,
@@ -67,7 +69,9 @@ pub enum AuthError {
     InvalidBasicHeader(&'static str),
 
     /// The client sent too many token requests and is in its cool-down.
-    #[error("token requests of client {client_id} are rejected until {until} after too many requests")]
+    #[error(
+        "token requests of client {client_id} are rejected until {until} after too many requests"
+    )]
     TokenRequestsThrottled {
         /// Client id presented by the caller.
         client_id: String,
@@ -98,7 +102,9 @@ pub enum AuthError {
     },
 
     /// The client reached its request ceiling for the current UTC day.
-    #[error("client {client_id} reached its daily limit of {limit} requests; the count resets at {resets_at}")]
+    #[error(
+        "client {client_id} reached its daily limit of {limit} requests; the count resets at {resets_at}"
+    )]
     DailyLimitExceeded {
         /// Client id of the caller.
         client_id: String,
@@ -262,4 +268,3 @@ impl AuthError {
         tonic::Status::with_error_details(self.code(), message, details)
     }
 }
-

@@ -331,7 +331,10 @@ impl QuotaFlusher {
             .name("quota-flusher".to_owned())
             .spawn(move || run_flusher(&daily, interval, &stopped))
             .expect("failed to spawn the quota flusher thread");
-        tracing::info!(interval_ms = interval.as_millis() as u64, "started quota flusher");
+        tracing::info!(
+            interval_ms = interval.as_millis() as u64,
+            "started quota flusher"
+        );
         Self {
             stop: Some(stop),
             thread: Some(thread),
@@ -368,7 +371,10 @@ fn run_flusher(daily: &DailyCounters, interval: Duration, stopped: &mpsc::Receiv
         );
         match daily.flush() {
             Ok(()) if failures > 0 => {
-                tracing::info!(failures, "daily request counts written again after failures");
+                tracing::info!(
+                    failures,
+                    "daily request counts written again after failures"
+                );
                 failures = 0;
             }
             Ok(()) => {}

@@ -286,12 +286,11 @@ impl ClientRegistry {
         };
         let stored = stored.ok_or_else(invalid)?;
 
-        let hash = PasswordHash::new(&stored.secret_hash).map_err(|error| {
-            AuthError::CorruptFile {
+        let hash =
+            PasswordHash::new(&stored.secret_hash).map_err(|error| AuthError::CorruptFile {
                 path: self.path.clone(),
                 reason: format!("secret hash of client {client_id} is invalid: {error}"),
-            }
-        })?;
+            })?;
         Argon2::default()
             .verify_password(secret.expose().as_bytes(), &hash)
             .map_err(|_| invalid())?;
@@ -398,8 +397,8 @@ fn validate_name(name: &str) -> Result<String, AuthError> {
 /// (version 0.5: 19 MiB of memory, 2 passes, 1 lane) and a random 16-byte salt.
 fn hash_secret(secret: &ClientSecret) -> Result<String, AuthError> {
     let salt_bytes: [u8; 16] = rand::random();
-    let salt =
-        SaltString::encode_b64(&salt_bytes).map_err(|error| AuthError::Hashing(error.to_string()))?;
+    let salt = SaltString::encode_b64(&salt_bytes)
+        .map_err(|error| AuthError::Hashing(error.to_string()))?;
     Argon2::default()
         .hash_password(secret.expose().as_bytes(), &salt)
         .map(|hash| hash.to_string())

@@ -58,7 +58,11 @@ impl TokenRequestThrottle {
         }
 
         let window_start = now - self.window;
-        while state.recent.front().is_some_and(|&time| time <= window_start) {
+        while state
+            .recent
+            .front()
+            .is_some_and(|&time| time <= window_start)
+        {
             state.recent.pop_front();
         }
         state.recent.push_back(now);

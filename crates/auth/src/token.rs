@@ -158,13 +158,17 @@ impl TokenKey {
         let payload_text = signed
             .strip_prefix(TOKEN_PREFIX)
             .and_then(|rest| rest.strip_prefix('.'))
-            .ok_or(AuthError::InvalidToken("the token does not start with occ1."))?;
+            .ok_or(AuthError::InvalidToken(
+                "the token does not start with occ1.",
+            ))?;
 
         let mac = URL_SAFE_NO_PAD
             .decode(mac_text)
             .map_err(|_| AuthError::InvalidToken("the signature is not base64"))?;
         if mac.len() != MAC_BYTES {
-            return Err(AuthError::InvalidToken("the signature has the wrong length"));
+            return Err(AuthError::InvalidToken(
+                "the signature has the wrong length",
+            ));
         }
         self.mac(signed.as_bytes())
             .verify_slice(&mac)

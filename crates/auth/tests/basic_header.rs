@@ -10,7 +10,8 @@ fn basic(payload: &[u8]) -> String {
 
 #[test]
 fn basic_header_parses() {
-    let credentials = Credentials::from_basic_header(&basic(b"occ-0123456789abcdef:s3cr:et")).unwrap();
+    let credentials =
+        Credentials::from_basic_header(&basic(b"occ-0123456789abcdef:s3cr:et")).unwrap();
     assert_eq!(credentials.client_id, "occ-0123456789abcdef");
     assert_eq!(credentials.secret.expose(), "s3cr:et");
 }
@@ -29,9 +30,21 @@ fn basic_header_accepts_variants() {
 #[test]
 fn basic_header_rejects_malformed() {
     let cases = [
-        ("not base64", "Basic %%%not-base64%%%".to_owned(), "not valid base64"),
-        ("missing colon", basic(b"occ-0123456789abcdef"), "missing colon"),
-        ("wrong scheme", format!("Bearer {}", STANDARD.encode(b"id:secret")), "not Basic"),
+        (
+            "not base64",
+            "Basic %%%not-base64%%%".to_owned(),
+            "not valid base64",
+        ),
+        (
+            "missing colon",
+            basic(b"occ-0123456789abcdef"),
+            "missing colon",
+        ),
+        (
+            "wrong scheme",
+            format!("Bearer {}", STANDARD.encode(b"id:secret")),
+            "not Basic",
+        ),
         ("no payload", "Basic".to_owned(), "expected `Basic"),
         ("empty id", basic(b":secret"), "client id is empty"),
         ("empty secret", basic(b"id:"), "secret is empty"),

@@ -71,7 +71,10 @@ fn wrong_secret_is_rejected() {
 
     let wrong = Credentials::new(client.client_id.clone(), "not-the-secret");
     let error = fixture.access.issue_token(&wrong).unwrap_err();
-    assert!(matches!(error, AuthError::InvalidCredentials { .. }), "{error}");
+    assert!(
+        matches!(error, AuthError::InvalidCredentials { .. }),
+        "{error}"
+    );
 
     let status = error.to_status();
     assert_eq!(status.code(), Code::Unauthenticated);
@@ -89,14 +92,21 @@ fn unknown_client_is_rejected() {
         .access
         .issue_token(&Credentials::new("occ-0000000000000000", "secret"))
         .unwrap_err();
-    assert!(matches!(error, AuthError::InvalidCredentials { .. }), "{error}");
+    assert!(
+        matches!(error, AuthError::InvalidCredentials { .. }),
+        "{error}"
+    );
 }
 
 #[test]
 fn tampered_tokens_are_rejected() {
     let fixture = Fixture::with_defaults();
     let client = fixture.add_client(Role::Public);
-    let token = fixture.access.issue_token(&credentials(&client)).unwrap().token;
+    let token = fixture
+        .access
+        .issue_token(&credentials(&client))
+        .unwrap()
+        .token;
     let parts: Vec<&str> = token.split('.').collect();
     assert_eq!(parts.len(), 3);
 
@@ -109,12 +119,20 @@ fn tampered_tokens_are_rejected() {
     let swapped_payload = format!(
         "{}.{}.{}",
         parts[0],
-        TokenKey::generate().sign(&forged_claims).split('.').nth(1).unwrap(),
+        TokenKey::generate()
+            .sign(&forged_claims)
+            .split('.')
+            .nth(1)
+            .unwrap(),
         parts[2]
     );
     // Replace a character inside the MAC, so it still decodes to 32 bytes but does not match.
     let position = token.len() - 10;
-    let replacement = if &token[position..=position] == "A" { "B" } else { "A" };
+    let replacement = if &token[position..=position] == "A" {
+        "B"
+    } else {
+        "A"
+    };
     let mut flipped_mac = token.clone();
     flipped_mac.replace_range(position..=position, replacement);
 
@@ -152,30 +170,51 @@ fn claims_of(token: &str) -> TokenClaims {
 fn removed_client_token_is_revoked() {
     let fixture = Fixture::with_defaults();
     let client = fixture.add_client(Role::Public);
-    let token = fixture.access.issue_token(&credentials(&client)).unwrap().token;
+    let token = fixture
+        .access
+        .issue_token(&credentials(&client))
+        .unwrap()
+        .token;
 
     fixture.access.registry().remove(&client.client_id).unwrap();
 
     let error = fixture.access.verify_token(&token).unwrap_err();
     assert!(matches!(error, AuthError::RevokedToken { .. }), "{error}");
     assert_eq!(error.code(), Code::Unauthenticated);
-    let error = fixture.access.issue_token(&credentials(&client)).unwrap_err();
-    assert!(matches!(error, AuthError::InvalidCredentials { .. }), "{error}");
+    let error = fixture
+        .access
+        .issue_token(&credentials(&client))
+        .unwrap_err();
+    assert!(
+        matches!(error, AuthError::InvalidCredentials { .. }),
+        "{error}"
+    );
 }
 
 #[test]
 fn rotated_secret_revokes_tokens() {
     let fixture = Fixture::with_defaults();
     let client = fixture.add_client(Role::Public);
-    let old_token = fixture.access.issue_token(&credentials(&client)).unwrap().token;
+    let old_token = fixture
+        .access
+        .issue_token(&credentials(&client))
+        .unwrap()
+        .token;
 
-    let new_secret = fixture.access.registry().rotate_secret(&client.client_id).unwrap();
+    let new_secret = fixture
+        .access
+        .registry()
+        .rotate_secret(&client.client_id)
+        .unwrap();
     assert_ne!(new_secret.expose(), client.secret.expose());
 
     let error = fixture.access.verify_token(&old_token).unwrap_err();
     assert!(matches!(error, AuthError::RevokedToken { .. }), "{error}");
 
-    let old_secret_error = fixture.access.issue_token(&credentials(&client)).unwrap_err();
+    let old_secret_error = fixture
+        .access
+        .issue_token(&credentials(&client))
+        .unwrap_err();
     assert!(
         matches!(old_secret_error, AuthError::InvalidCredentials { .. }),
         "{old_secret_error}"
@@ -193,7 +232,11 @@ fn replica_on_same_directory_shares_tokens() {
     let client = fixture.add_client(Role::Partner);
 
     // The replica loaded the registry before the client existed and must notice the new file.
-    let token = fixture.access.issue_token(&credentials(&client)).unwrap().token;
+    let token = fixture
+        .access
+        .issue_token(&credentials(&client))
+        .unwrap()
+        .token;
     let principal = replica.verify_token(&token).unwrap();
     assert_eq!(principal.client_id, client.client_id);
 
@@ -216,7 +259,11 @@ fn separate_key_file_is_shared() {
     assert!(!fixture.dir.path().join(TOKEN_KEY_FILE).exists());
 
     let client = fixture.add_client(Role::Public);
-    let token = fixture.access.issue_token(&credentials(&client)).unwrap().token;
+    let token = fixture
+        .access
+        .issue_token(&credentials(&client))
+        .unwrap()
+        .token;
     let reopened = fixture.reopen(config);
     assert!(reopened.verify_token(&token).is_ok());
 }
@@ -225,12 +272,19 @@ fn separate_key_file_is_shared() {
 fn new_key_rejects_old_tokens() {
     let fixture = Fixture::with_defaults();
     let client = fixture.add_client(Role::Public);
-    let token = fixture.access.issue_token(&credentials(&client)).unwrap().token;
+    let token = fixture
+        .access
+        .issue_token(&credentials(&client))
+        .unwrap()
+        .token;
 
     std::fs::remove_file(fixture.dir.path().join(TOKEN_KEY_FILE)).unwrap();
     let reopened = fixture.reopen(AuthConfig::default());
     let result = reopened.verify_token(&token);
-    assert!(matches!(result, Err(AuthError::InvalidToken(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(AuthError::InvalidToken(_))),
+        "{result:?}"
+    );
 }
 
 #[test]
@@ -238,7 +292,10 @@ fn corrupt_key_file_fails_open() {
     let fixture = Fixture::with_defaults();
     std::fs::write(fixture.dir.path().join(TOKEN_KEY_FILE), "c2hvcnQ\n").unwrap();
     let result = occoder_auth::AccessControl::open(fixture.dir.path(), AuthConfig::default());
-    assert!(matches!(result, Err(AuthError::CorruptFile { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(AuthError::CorruptFile { .. })),
+        "{result:?}"
+    );
 }
 
 #[cfg(unix)]
@@ -273,7 +330,11 @@ fn registry_stores_only_hash() {
 fn registry_lists_and_validates() {
     let fixture = Fixture::with_defaults();
     let public = fixture.add_client(Role::Public);
-    let partner = fixture.access.registry().add("  Partner agency ", Role::Partner).unwrap();
+    let partner = fixture
+        .access
+        .registry()
+        .add("  Partner agency ", Role::Partner)
+        .unwrap();
 
     assert!(public.client_id.starts_with("occ-"));
     assert_eq!(public.client_id.len(), 4 + 16);
@@ -296,12 +357,27 @@ fn registry_lists_and_validates() {
         );
     }
     let too_long = "x".repeat(201);
-    assert!(fixture.access.registry().add(&too_long, Role::Public).is_err());
+    assert!(
+        fixture
+            .access
+            .registry()
+            .add(&too_long, Role::Public)
+            .is_err()
+    );
 
     let missing = fixture.access.registry().remove("occ-ffffffffffffffff");
-    assert!(matches!(missing, Err(AuthError::ClientNotFound(_))), "{missing:?}");
-    let missing = fixture.access.registry().rotate_secret("occ-ffffffffffffffff");
-    assert!(matches!(missing, Err(AuthError::ClientNotFound(_))), "{missing:?}");
+    assert!(
+        matches!(missing, Err(AuthError::ClientNotFound(_))),
+        "{missing:?}"
+    );
+    let missing = fixture
+        .access
+        .registry()
+        .rotate_secret("occ-ffffffffffffffff");
+    assert!(
+        matches!(missing, Err(AuthError::ClientNotFound(_))),
+        "{missing:?}"
+    );
 }
 
 #[test]
@@ -319,7 +395,10 @@ fn dev_client_is_reused() {
     let info = reopened.registry().get(&first.client_id).unwrap().unwrap();
     assert_eq!(info.role, Role::Partner);
     let token = reopened
-        .issue_token(&Credentials::new(first.client_id.clone(), first.secret.expose()))
+        .issue_token(&Credentials::new(
+            first.client_id.clone(),
+            first.secret.expose(),
+        ))
         .unwrap()
         .token;
     assert!(reopened.verify_token(&token).is_ok());
@@ -329,7 +408,11 @@ fn dev_client_is_reused() {
 fn dev_client_secret_is_repaired() {
     let fixture = Fixture::with_defaults();
     let first = fixture.access.ensure_dev_client().unwrap();
-    fixture.access.registry().rotate_secret(&first.client_id).unwrap();
+    fixture
+        .access
+        .registry()
+        .rotate_secret(&first.client_id)
+        .unwrap();
 
     let repaired = fixture.access.ensure_dev_client().unwrap();
     assert!(repaired.created);

@@ -24,9 +24,8 @@ impl Fixture {
     pub fn new(config: AuthConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(start_time()));
-        let access = Arc::new(
-            AccessControl::open_with_clock(dir.path(), config, clock.clone()).unwrap(),
-        );
+        let access =
+            Arc::new(AccessControl::open_with_clock(dir.path(), config, clock.clone()).unwrap());
         Self { dir, clock, access }
     }
 
@@ -37,6 +36,10 @@ impl Fixture {
     /// Opens a second instance on the same data directory and clock, as a restarted server or replica would.
     pub fn reopen(&self, config: AuthConfig) -> AccessControl {
         AccessControl::open_with_clock(self.dir.path(), config, self.clock.clone()).unwrap()
+    }
+
+    pub fn clock_now(&self) -> DateTime<Utc> {
+        occoder_auth::Clock::now(self.clock.as_ref())
     }
 
     pub fn add_client(&self, role: Role) -> NewClient {
