@@ -243,25 +243,27 @@ impl Inner {
     /// that has no caller to return to. If the state write fails, the operation
     /// stays in progress on disk and resumes from its checkpoint on restart.
     pub fn fail_operation(&self, id: Uuid, message: String) {
-        let now = self.clock.now();
-        let result = self.update_record(id, |record| {
-            record.state = OperationState::Failed;
-            record.error = Some(message.clone());
-            record.completed_at = Some(now);
-            Ok(())
-        });
-        match result {
-            Ok(_) => tracing::error!(operation_id = %id, error = %message, "operation failed"),
-            Err(error) => {
-                tracing::error!(
-                    operation_id = %id,
-                    error = %message,
-                    state_error = %error,
-                    "operation failed and its failure could not be recorded"
-                );
-                return;
-            }
+        let Some(slot) = self.lookup(id) else {
+            tracing::error!(operation_id = %id, error = %message, "unknown operation failed");
+            return;
+        };
+        // The files are deleted under the slot lock, so no caller sees a
+        // failed operation that still has its files.
+        let mut guard = lock(&slot);
+        let mut record = guard.record.clone();
+        record.state = OperationState::Failed;
+        record.error = Some(message.clone());
+        record.completed_at = Some(self.clock.now());
+        if let Err(error) = self.persist(&mut guard, record) {
+            tracing::error!(
+                operation_id = %id,
+                error = %message,
+                state_error = %error,
+                "operation failed and its failure could not be recorded"
+            );
+            return;
         }
+        tracing::error!(operation_id = %id, error = %message, "operation failed");
         if let Err(error) = self.delete_data_files(id) {
             tracing::error!(operation_id = %id, %error, "failed to delete files of failed operation");
         }
