@@ -49,6 +49,28 @@
 //! methods are synchronous and do short blocking file I/O, except
 //! [`Upload::finish`], which fsyncs the whole input and belongs on a blocking
 //! thread when called from async code.
+//!
+//! # Wiring into a gRPC server
+//!
+//! - Startup: implement [`BatchCoder`] over the loaded models, then call
+//!   [`OperationStore::open`] inside the runtime and share the store as
+//!   `Arc<OperationStore>`. The built-in sweeper runs every
+//!   `sweep_interval`.
+//! - Create: check that the model exists, then call
+//!   [`OperationStore::create`] and return `operation_id`.
+//! - Upload (client streaming): call [`OperationStore::begin_upload`], pass
+//!   each message's bytes to [`Upload::write_chunk`], and at the end of the
+//!   stream call [`Upload::finish`] through `spawn_blocking`. A stream
+//!   error or client disconnect drops the `Upload`, which discards it.
+//! - Status: [`OperationStore::status`].
+//! - Download (server streaming): [`OperationStore::download`], then send
+//!   the metadata and stream [`OutputLines::into_channel`] through
+//!   `tokio_stream::wrappers::ReceiverStream`.
+//! - Errors: map [`OperationError::code`] to `tonic::Code` and use the
+//!   error's `Display` text as the status message.
+//! - Shutdown: after the server stops serving, await
+//!   [`OperationStore::shutdown`]; running operations stop at a checkpoint
+//!   and resume on the next start.
 
 mod clock;
 mod coder;
@@ -72,3 +94,18 @@ pub use recovery::RecoveryReport;
 pub use state::{LineCounts, OperationState, OperationStatus, OutputMetadata};
 pub use store::{OperationStore, SweepReport};
 pub use upload::Upload;
+
+#[cfg(test)]
+mod tests {
+    /// The server shares the store across handlers and keeps uploads open across
+    /// `.await` points.
+    #[test]
+    fn public_types_are_thread_safe() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        fn assert_send<T: Send>() {}
+        assert_send_sync::<crate::OperationStore>();
+        assert_send_sync::<crate::OperationError>();
+        assert_send::<crate::Upload>();
+        assert_send::<crate::Download>();
+    }
+}
