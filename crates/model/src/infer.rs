@@ -67,16 +67,7 @@ impl Model {
     /// Applies the thresholds to confidences from [`Model::confidences`].
     pub fn decide(&self, confidence: &[f32], options: &CodeOptions) -> Coding {
         let categories = &self.parts.categories;
-        let mut best: [Option<usize>; 5] = [None; 5];
-        for (index, category) in categories.iter().enumerate() {
-            if !category.is_returnable() {
-                continue;
-            }
-            let slot = &mut best[category.level.index()];
-            if slot.is_none_or(|current| confidence[index] > confidence[current]) {
-                *slot = Some(index);
-            }
-        }
+        let best = self.best_per_level(confidence);
 
         for level in Level::ALL.into_iter().rev() {
             let Some(chosen) = best[level.index()] else { continue };
@@ -113,6 +104,22 @@ impl Model {
             result: Vec::new(),
             suggestions: self.top_occupations(confidence, options.suggestions),
         }
+    }
+
+    /// The index of the most confident returnable category of each level,
+    /// from 1-digit to 6-digit; ties go to the lower code.
+    pub fn best_per_level(&self, confidence: &[f32]) -> [Option<usize>; 5] {
+        let mut best: [Option<usize>; 5] = [None; 5];
+        for (index, category) in self.parts.categories.iter().enumerate() {
+            if !category.is_returnable() {
+                continue;
+            }
+            let slot = &mut best[category.level.index()];
+            if slot.is_none_or(|current| confidence[index] > confidence[current]) {
+                *slot = Some(index);
+            }
+        }
+        best
     }
 
     /// The `count` most confident 6-digit codes, best first; ties go to the
