@@ -58,13 +58,13 @@ impl PathSet {
 
 /// Tower [`Layer`] that wraps a tonic server's routes with [`AuthService`].
 ///
-/// For every request whose path is not in the unauthenticated set, the
-/// service reads `authorization: Bearer <token>`, verifies the token, checks
-/// that the role may call the path's [`OperationClass`], counts the request
-/// against the per-second rate and the daily ceiling, and inserts the
-/// [`Principal`](crate::Principal) into the request extensions. On failure
-/// it returns the gRPC status of [`AuthError::to_status`] without calling
-/// the inner service.
+/// Requests whose path is in the unauthenticated set pass through unchanged.
+/// For every other request, the service reads `authorization: Bearer <token>`
+/// and verifies the token. It then checks that the role may call the path's
+/// [`OperationClass`] and counts the request against the per-second rate and
+/// the daily ceiling. An admitted request reaches the inner service with the
+/// [`Principal`](crate::Principal) in its extensions. A rejected one gets the
+/// gRPC status of [`AuthError::to_status`] and never reaches the inner service.
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     access: Arc<AccessControl>,

@@ -1,8 +1,9 @@
 //! Crash-safe writes of the small state files in the data directory.
 //!
-//! Every file is written to a temporary file in the same directory, flushed
-//! with `fsync`, then renamed over the target, and the directory is synced so
-//! the rename survives a power loss. Files are created with mode 0600 on Unix
+//! Every file is written to a temporary file in the same directory and
+//! flushed with `fsync`. It is then renamed over the target, or hard-linked
+//! to it when the target must not be replaced, and the directory is synced so
+//! the new name survives a power loss. Files are created with mode 0600 on Unix
 //! because they contain password hashes, the token signing key or usage data.
 
 use std::fs::{self, File, OpenOptions};

@@ -45,7 +45,7 @@ impl Harness {
         self.fixture.access.issue_token(&credentials).unwrap().token
     }
 
-    /// Sends one request through the layer. The inner service answers with
+    /// Sends one request through the layer. The inner service responds with
     /// the principal's client id in the body, or `anonymous`.
     async fn send(&self, path: &str, authorization: Option<&str>) -> Response<String> {
         let calls = self.calls.clone();
