@@ -200,7 +200,9 @@ fn status_message(
     upload_deadline: DateTime<Utc>,
     expires_at: Option<DateTime<Utc>>,
 ) -> String {
-    if let Some(expired_at) = record.expired_at {
+    if let Some(expired_at) = record.expired_at
+        && record.state == OperationState::Complete
+    {
         return format!("The results expired and were deleted at {expired_at}.");
     }
     let expiry = match expires_at {

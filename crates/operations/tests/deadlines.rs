@@ -186,6 +186,51 @@ async fn download_applies_retention_without_sweep() {
     store.shutdown().await;
 }
 
+/// Fails every chunk.
+struct RejectingCoder;
+
+impl occoder_operations::BatchCoder for RejectingCoder {
+    fn code_lines(
+        &self,
+        _model_id: &str,
+        _lines: &[String],
+    ) -> Result<Vec<String>, occoder_operations::CoderError> {
+        Err(occoder_operations::CoderError::new("model not loaded"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_operation_expires_keeping_reason() {
+    let data = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(start_time());
+    let store = OperationStore::open_with_clock(
+        data.path(),
+        test_config(4),
+        Arc::new(RejectingCoder),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    let id = create_operation(&store);
+    upload_in_chunks(&store, CLIENT, &id, numbered_input(5).as_bytes(), 50).unwrap();
+    let failed = loop {
+        let status = store.status(CLIENT, TOPIC, &id).unwrap();
+        if status.state.is_terminal() {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert_eq!(failed.state, OperationState::Failed);
+    assert_eq!(failed.expires_at, Some(start_time() + Duration::hours(24)));
+
+    clock.advance(Duration::hours(24));
+    assert_eq!(store.sweep().expired, 1);
+    let status = store.status(CLIENT, TOPIC, &id).unwrap();
+    assert!(status.expired);
+    assert_eq!(status.state, OperationState::Failed);
+    assert_eq!(status.message, "Failed: model not loaded");
+    store.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_sweeper_applies_timeout() {
     let data = tempfile::tempdir().unwrap();
