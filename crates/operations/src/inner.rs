@@ -183,8 +183,8 @@ impl Inner {
     /// started in time may finish late). A complete or failed operation
     /// expires at `completed_at + retention`: the state records the expiry
     /// first, then its input and output files are deleted.
-    // NOTE: `state.json` (under 1 KB) of every operation is kept forever, so
-    // the directory grows by one small directory per operation.
+    // NOTE: the directory and `state.json` of every operation are kept
+    // forever, so the data directory grows by about 1 KB per operation.
     pub fn apply_deadlines(
         &self,
         slot: &mut Slot,
