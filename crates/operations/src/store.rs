@@ -217,12 +217,17 @@ impl OperationStore {
                     })?;
             guard.upload_active = true;
         }
-        let upload = Upload::start(Arc::clone(&self.inner), id, Arc::clone(&slot), queue_slot);
-        if upload.is_err() {
-            lock(&slot).upload_active = false;
+        match Upload::start(Arc::clone(&self.inner), id, Arc::clone(&slot), queue_slot) {
+            Ok(upload) => {
+                tracing::info!(operation_id = %id, %client_id, "upload started");
+                Ok(upload)
+            }
+            Err(error) => {
+                lock(&slot).upload_active = false;
+                tracing::error!(operation_id = %id, %client_id, %error, "failed to start an upload");
+                Err(error)
+            }
         }
-        tracing::info!(operation_id = %id, %client_id, "upload started");
-        upload
     }
 
     /// Returns the status of an operation, first applying its timeout or
