@@ -204,7 +204,8 @@ impl AccessControl {
         let now = self.clock.now();
 
         if self.registry.get(client_id)?.is_none() {
-            tracing::info!(client_id, "rejected token request of unknown client");
+            // Debug level, because unknown ids are not throttled and could flood the log.
+            tracing::debug!(client_id, "rejected token request of unknown client");
             return Err(AuthError::InvalidCredentials {
                 client_id: client_id.to_owned(),
             });
@@ -218,7 +219,11 @@ impl AccessControl {
             }
         };
 
-        let expires_at = now + seconds(self.config.token_ttl_secs);
+        // Tokens carry whole seconds, so the expiry is rounded down to the
+        // second that verification enforces.
+        let exact_expiry = now + seconds(self.config.token_ttl_secs);
+        let expires_at =
+            DateTime::from_timestamp(exact_expiry.timestamp(), 0).unwrap_or(exact_expiry);
         let claims = TokenClaims {
             sub: client.id,
             role: client.role,
@@ -232,8 +237,7 @@ impl AccessControl {
         tracing::info!(client_id, token_id = %claims.jti, %expires_at, "issued access token");
         Ok(IssuedToken {
             token,
-            // Tokens carry whole seconds, so report the expiry the token enforces.
-            expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or(expires_at),
+            expires_at,
             token_id: claims.jti,
         })
     }
