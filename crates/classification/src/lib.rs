@@ -179,10 +179,13 @@ impl Classification {
     ///
     /// Checks that every code is well formed, unique and has its parent.
     pub fn load(topic: TopicId, data_dir: &Path) -> Result<Classification, ClassificationError> {
-        match topic {
-            TopicId::Osca => load::osca(data_dir),
-            TopicId::Anzsco => load::anzsco(data_dir),
-        }
+        load::load(topic, &load::Source::Directory(data_dir))
+    }
+
+    /// The classification of `topic` from the copy of `data/` compiled into
+    /// this build.
+    pub fn builtin(topic: TopicId) -> Classification {
+        load::load(topic, &load::Source::Builtin).expect("the built-in classification data is checked by the tests")
     }
 
     /// Builds a classification from categories given as `(code, title)`
@@ -321,6 +324,17 @@ mod tests {
         assert!(anzsco.supplementary().is_empty());
         assert!(anzsco.category("0999").is_none());
         assert!(engineer.tasks.len() > 5, "expected unit group and OSCA tasks, got {}", engineer.tasks.len());
+    }
+
+    #[test]
+    fn builtin_matches_data_directory() {
+        for topic in TopicId::ALL {
+            let loaded = Classification::load(topic, &data_dir()).unwrap();
+            let builtin = Classification::builtin(topic);
+
+            assert_eq!(builtin.categories(), loaded.categories());
+            assert_eq!(builtin.occupations(), loaded.occupations());
+        }
     }
 
     #[test]

@@ -62,11 +62,55 @@ struct CorrespondenceRow {
     anzsco_code: String,
 }
 
-pub(crate) fn osca(data_dir: &Path) -> Result<Classification, ClassificationError> {
-    let folder = data_dir.join(TopicId::Osca.data_folder());
+/// Where the classification files come from: a directory on disk, or the
+/// copies compiled into the binary.
+pub(crate) enum Source<'a> {
+    Directory(&'a Path),
+    Builtin,
+}
 
-    let groups_path = folder.join("groups.tsv");
-    let groups_text = read(&groups_path)?;
+/// The repository's `data/` files, compiled in so that `occoder train`
+/// works without a checkout.
+const BUILTIN_FILES: &[(&str, &str)] = &[
+    ("osca2024/groups.tsv", include_str!("../../../data/osca2024/groups.tsv")),
+    ("osca2024/occupations.jsonl", include_str!("../../../data/osca2024/occupations.jsonl")),
+    ("osca2024/supplementary.jsonl", include_str!("../../../data/osca2024/supplementary.jsonl")),
+    ("osca2024/osca2024-to-anzsco2022.csv", include_str!("../../../data/osca2024/osca2024-to-anzsco2022.csv")),
+    ("anzsco2022/groups.jsonl", include_str!("../../../data/anzsco2022/groups.jsonl")),
+    ("anzsco2022/occupations.jsonl", include_str!("../../../data/anzsco2022/occupations.jsonl")),
+];
+
+impl Source<'_> {
+    /// The path of a file, relative to the data directory, as errors show it.
+    fn path(&self, relative: &str) -> PathBuf {
+        match self {
+            Source::Directory(dir) => dir.join(relative),
+            Source::Builtin => PathBuf::from("<built-in data>").join(relative),
+        }
+    }
+
+    fn read(&self, relative: &str) -> Result<String, ClassificationError> {
+        match self {
+            Source::Directory(_) => read(&self.path(relative)),
+            Source::Builtin => BUILTIN_FILES
+                .iter()
+                .find(|(name, _)| *name == relative)
+                .map(|(_, text)| text.to_string())
+                .ok_or_else(|| ClassificationError::Structure(format!("no built-in file {relative}"))),
+        }
+    }
+}
+
+pub(crate) fn load(topic: TopicId, source: &Source) -> Result<Classification, ClassificationError> {
+    match topic {
+        TopicId::Osca => osca(source),
+        TopicId::Anzsco => anzsco(source),
+    }
+}
+
+fn osca(source: &Source) -> Result<Classification, ClassificationError> {
+    let groups_path = source.path("osca2024/groups.tsv");
+    let groups_text = source.read("osca2024/groups.tsv")?;
     let mut categories = Vec::new();
     for (number, line) in groups_text.lines().enumerate().skip(1) {
         if line.trim().is_empty() {
@@ -80,8 +124,8 @@ pub(crate) fn osca(data_dir: &Path) -> Result<Classification, ClassificationErro
         categories.push((code.trim().to_string(), title.trim().to_string()));
     }
 
-    let occupations: Vec<OscaOccupation> = read_jsonl(&folder.join("occupations.jsonl"))?;
-    let supplementary_lines: Vec<SupplementaryLine> = read_jsonl(&folder.join("supplementary.jsonl"))?;
+    let occupations: Vec<OscaOccupation> = read_jsonl(source, "osca2024/occupations.jsonl")?;
+    let supplementary_lines: Vec<SupplementaryLine> = read_jsonl(source, "osca2024/supplementary.jsonl")?;
 
     categories.extend(occupations.iter().map(|o| (o.code.clone(), o.title.clone())));
     categories.extend(supplementary_lines.iter().map(|s| (s.code.clone(), s.title.clone())));
@@ -110,16 +154,14 @@ pub(crate) fn osca(data_dir: &Path) -> Result<Classification, ClassificationErro
 /// Reads ANZSCO 2022. ANZSCO publishes tasks per unit group only, so each
 /// occupation's tasks are its unit group's tasks followed by the tasks of the
 /// OSCA 2024 occupations that the ABS correspondence maps to it.
-pub(crate) fn anzsco(data_dir: &Path) -> Result<Classification, ClassificationError> {
-    let folder = data_dir.join(TopicId::Anzsco.data_folder());
-    let groups: Vec<AnzscoGroup> = read_jsonl(&folder.join("groups.jsonl"))?;
-    let occupations: Vec<AnzscoOccupation> = read_jsonl(&folder.join("occupations.jsonl"))?;
+fn anzsco(source: &Source) -> Result<Classification, ClassificationError> {
+    let groups: Vec<AnzscoGroup> = read_jsonl(source, "anzsco2022/groups.jsonl")?;
+    let occupations: Vec<AnzscoOccupation> = read_jsonl(source, "anzsco2022/occupations.jsonl")?;
 
-    let osca_folder = data_dir.join(TopicId::Osca.data_folder());
-    let osca_occupations: Vec<OscaOccupation> = read_jsonl(&osca_folder.join("occupations.jsonl"))?;
+    let osca_occupations: Vec<OscaOccupation> = read_jsonl(source, "osca2024/occupations.jsonl")?;
     let osca_tasks: HashMap<&str, &[String]> =
         osca_occupations.iter().map(|o| (o.code.as_str(), o.tasks.as_slice())).collect();
-    let correspondence = read_correspondence(&osca_folder.join("osca2024-to-anzsco2022.csv"))?;
+    let correspondence = read_correspondence(source, "osca2024/osca2024-to-anzsco2022.csv")?;
     let mut osca_codes_by_anzsco: HashMap<&str, Vec<&str>> = HashMap::new();
     for row in &correspondence {
         osca_codes_by_anzsco.entry(row.anzsco_code.as_str()).or_default().push(row.osca_code.as_str());
@@ -165,8 +207,9 @@ fn read(path: &Path) -> Result<String, ClassificationError> {
     fs::read_to_string(path).map_err(|source| ClassificationError::Io { path: path.to_path_buf(), source })
 }
 
-fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, ClassificationError> {
-    let text = read(path)?;
+fn read_jsonl<T: for<'de> Deserialize<'de>>(source: &Source, relative: &str) -> Result<Vec<T>, ClassificationError> {
+    let path = &source.path(relative);
+    let text = source.read(relative)?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
@@ -176,9 +219,10 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, Class
         .collect()
 }
 
-fn read_correspondence(path: &Path) -> Result<Vec<CorrespondenceRow>, ClassificationError> {
-    let mut reader = csv::Reader::from_path(path)
-        .map_err(|error| parse_error(path, 0, error.to_string()))?;
+fn read_correspondence(source: &Source, relative: &str) -> Result<Vec<CorrespondenceRow>, ClassificationError> {
+    let path = &source.path(relative);
+    let text = source.read(relative)?;
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
     reader
         .deserialize()
         .enumerate()
