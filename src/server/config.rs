@@ -1,0 +1,305 @@
+//! Server settings: the TOML file's schema, its defaults and its checks.
+//!
+//! `occoder serve` builds a [`ServerConfig`] from, in increasing order of
+//! precedence: these defaults, the TOML file, `OCCODER_*` environment
+//! variables and command-line flags. `docs/configuration.md` lists every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use occoder_auth::AuthConfig;
+use serde::Deserialize;
+
+/// Address the server listens on when nothing else is configured.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Data directory (clients, token key, quota counts) when nothing else is configured.
+pub const DEFAULT_DATA_DIR: &str = "occoder-data";
+/// Models directory when nothing else is configured.
+pub const DEFAULT_MODELS_DIR: &str = "models";
+
+/// Every setting of the server. Each field has a default, so an empty file
+/// is a valid configuration.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Socket address to listen on. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Directory whose `*.occm` model files are loaded at start.
+    pub models_dir: PathBuf,
+    /// Directory of `clients.json`, `token-key` and `quota-usage.json`.
+    pub data_dir: PathBuf,
+    /// Development mode: loopback only, with a development client. Set only
+    /// by the `--dev` flag, never by the file.
+    #[serde(skip)]
+    pub dev: bool,
+    pub limits: LimitsConfig,
+    pub tls: TlsConfig,
+    pub logging: LoggingConfig,
+    pub security: SecurityConfig,
+    /// Access tokens, rate limits and daily ceilings.
+    pub auth: AuthConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.parse().expect("the default listen address is valid"),
+            models_dir: PathBuf::from(DEFAULT_MODELS_DIR),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            dev: false,
+            limits: LimitsConfig::default(),
+            tls: TlsConfig::default(),
+            logging: LoggingConfig::default(),
+            security: SecurityConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+/// Transport and resource limits.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Maximum size in bytes of one decoded request message. Default 4 MiB.
+    pub max_message_bytes: usize,
+    /// Maximum size in bytes of one encoded response message. Default 4 MiB.
+    pub max_response_bytes: usize,
+    /// Maximum calls in progress on one connection; more wait. Default 64.
+    pub concurrency_limit_per_connection: usize,
+    /// Maximum HTTP/2 streams a client may open at once on one connection.
+    /// Default 128.
+    pub max_concurrent_streams: u32,
+    /// Maximum coding batches run at once on blocking threads; later calls
+    /// wait for a slot. 0 means the number of CPUs. Default 0.
+    pub max_concurrent_batches: usize,
+    /// Seconds between HTTP/2 PING frames on idle connections; 0 disables
+    /// them. Default 60.
+    pub http2_keepalive_interval_secs: u64,
+    /// Seconds to wait for a PING acknowledgement before closing the
+    /// connection. Default 20.
+    pub http2_keepalive_timeout_secs: u64,
+    /// Seconds of idle time before TCP keep-alive probes start; 0 disables
+    /// them. Default 60.
+    pub tcp_keepalive_secs: u64,
+    /// Seconds that shutdown waits for calls in progress before closing
+    /// their connections. Default 30.
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            max_message_bytes: 4 * 1024 * 1024,
+            max_response_bytes: 4 * 1024 * 1024,
+            concurrency_limit_per_connection: 64,
+            max_concurrent_streams: 128,
+            max_concurrent_batches: 0,
+            http2_keepalive_interval_secs: 60,
+            http2_keepalive_timeout_secs: 20,
+            tcp_keepalive_secs: 60,
+            drain_timeout_secs: 30,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The number of coding batches that may run at once.
+    pub fn coding_slots(&self) -> usize {
+        match self.max_concurrent_batches {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    fn nonzero_secs(secs: u64) -> Option<Duration> {
+        (secs > 0).then(|| Duration::from_secs(secs))
+    }
+
+    pub fn http2_keepalive_interval(&self) -> Option<Duration> {
+        Self::nonzero_secs(self.http2_keepalive_interval_secs)
+    }
+
+    pub fn http2_keepalive_timeout(&self) -> Duration {
+        Duration::from_secs(self.http2_keepalive_timeout_secs)
+    }
+
+    pub fn tcp_keepalive(&self) -> Option<Duration> {
+        Self::nonzero_secs(self.tcp_keepalive_secs)
+    }
+}
+
+/// TLS settings. TLS is on when both files are given.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the server certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file with the certificate's private key.
+    pub key_file: Option<PathBuf>,
+}
+
+/// Log output settings.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `text` (human-readable) or `json` (one JSON object per line).
+    pub format: LogFormat,
+    /// Filter in `RUST_LOG` syntax, used when `RUST_LOG` is unset. Default `info`.
+    pub filter: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> LoggingConfig {
+        LoggingConfig { format: LogFormat::Text, filter: "info".to_owned() }
+    }
+}
+
+/// Format of log lines on standard error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// What GetSecurityContact returns (RFC 9116 security.txt fields).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Contact URIs, such as `mailto:security@example.org`. When empty,
+    /// GetSecurityContact returns NOT_FOUND.
+    pub contact: Vec<String>,
+    /// Time after which the contact information is stale, RFC 3339.
+    /// Required when `contact` is set.
+    pub expires: Option<DateTime<Utc>>,
+}
+
+/// A configuration that cannot be used, with the key to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to read the configuration file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid configuration file {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl ServerConfig {
+    /// Reads a TOML configuration file; keys it leaves out keep their defaults.
+    pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        ServerConfig::from_toml(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<ServerConfig, Box<toml::de::Error>> {
+        toml::from_str(text).map_err(Box::new)
+    }
+
+    /// Checks the values that the types alone do not constrain.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        self.auth.validate().map_err(|error| ConfigError::Invalid(format!("[auth]: {error}")))?;
+        if self.limits.max_message_bytes < 1024 || self.limits.max_response_bytes < 1024 {
+            return invalid("limits.max_message_bytes and limits.max_response_bytes must be at least 1024".into());
+        }
+        if self.limits.concurrency_limit_per_connection == 0 || self.limits.max_concurrent_streams == 0 {
+            return invalid(
+                "limits.concurrency_limit_per_connection and limits.max_concurrent_streams must be at least 1".into(),
+            );
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return invalid("set both tls.cert_file and tls.key_file to enable TLS, or neither".into());
+        }
+        if !self.security.contact.is_empty() && self.security.expires.is_none() {
+            return invalid("security.expires (RFC 3339 time) is required when security.contact is set".into());
+        }
+        if self.dev && !self.listen.ip().is_loopback() {
+            return invalid(format!(
+                "development mode listens on loopback only, but the listen address is {}; \
+                 use 127.0.0.1 or [::1], or leave out --dev",
+                self.listen
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = ServerConfig::from_toml("").unwrap();
+
+        assert_eq!(config, ServerConfig::default());
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn sections_parse_with_units() {
+        let config = ServerConfig::from_toml(
+            r#"
+            listen = "127.0.0.1:0"
+            [limits]
+            drain_timeout_secs = 5
+            [logging]
+            format = "json"
+            [auth]
+            daily_limit_public = 3
+            [security]
+            contact = ["mailto:security@example.org"]
+            expires = "2030-01-01T00:00:00Z"
+            "#,
+        )
+        .unwrap();
+
+        assert_eq!(config.listen.port(), 0);
+        assert_eq!(config.limits.drain_timeout(), Duration::from_secs(5));
+        assert_eq!(config.logging.format, LogFormat::Json);
+        assert_eq!(config.auth.daily_limit_public, 3);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let error = ServerConfig::from_toml("[limits]\ndrain_timeout = 5\n").unwrap_err();
+
+        assert!(error.to_string().contains("drain_timeout"), "{error}");
+    }
+
+    #[test]
+    fn half_tls_is_invalid() {
+        let mut config = ServerConfig::default();
+        config.tls.cert_file = Some("cert.pem".into());
+
+        assert!(config.validate().unwrap_err().to_string().contains("tls.key_file"));
+    }
+
+    #[test]
+    fn dev_mode_rejects_public_address() {
+        let mut config = ServerConfig { dev: true, ..ServerConfig::default() };
+        assert!(config.validate().is_ok());
+
+        config.listen = "0.0.0.0:50051".parse().unwrap();
+        assert!(config.validate().unwrap_err().to_string().contains("loopback"));
+    }
+
+    #[test]
+    fn contact_needs_expiry() {
+        let mut config = ServerConfig::default();
+        config.security.contact = vec!["mailto:a@example.org".into()];
+
+        assert!(config.validate().unwrap_err().to_string().contains("security.expires"));
+    }
+}
