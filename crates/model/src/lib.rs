@@ -2,9 +2,10 @@
 //! a record, and how it is stored.
 //!
 //! A [`Model`] holds the classification tree of its topic, one linear
-//! classifier per category (scored through the inverted index in
-//! [`FeatureWeights`]), a Platt sigmoid per internal node, and a confidence
-//! threshold per level. [`Model::code`] turns a record into a [`Coding`];
+//! classifier per category, a Platt sigmoid per internal node, one flat
+//! "leaf expert" classifier per 6-digit code, and a confidence threshold per
+//! level. All classifiers are scored in one pass through the inverted index
+//! in [`FeatureWeights`]. [`Model::code`] turns a record into a [`Coding`];
 //! [`Model::code_batch`] does the same for many records on all cores.
 //!
 //! Model files ([`file`]) carry a header with a format version and a
@@ -59,12 +60,21 @@ pub struct ModelParts {
     pub features: FeatureConfig,
     /// Categories, parents before children.
     pub categories: Vec<ModelCategory>,
-    /// Bias of each category's classifier in its parent's node.
+    /// Bias of each classifier: first each category's classifier in its
+    /// parent's node (indexed like `categories`), then the leaf experts.
     pub biases: Vec<f32>,
     pub weights: FeatureWeights,
     /// Sigmoid of each node, indexed by the node's category index; the last
     /// entry is the root's.
     pub calibration: Vec<PlattScaling>,
+    /// Category index of each leaf expert: a one-versus-rest SVM over all
+    /// 6-digit codes, whose classifier index is `categories.len() + k`.
+    pub leaf_experts: Vec<u32>,
+    /// Temperature of the softmax over leaf expert decision values.
+    pub leaf_temperature: f32,
+    /// Weight of the hierarchical path probability in the geometric blend
+    /// with the leaf experts' probability, between 0 and 1.
+    pub path_weight: f32,
     /// Confidence threshold of each level, from 1-digit to 6-digit. A value
     /// above 1 means that codes of that level are never returned.
     pub thresholds: [f32; 5],
@@ -93,8 +103,28 @@ impl Model {
         if count == 0 || count > u16::MAX as usize {
             return Err(InvalidModel(format!("{count} categories; expected 1 to 65,535")));
         }
-        if parts.biases.len() != count {
-            return Err(InvalidModel(format!("{} biases for {count} categories", parts.biases.len())));
+        let classifiers = count + parts.leaf_experts.len();
+        if classifiers > u16::MAX as usize {
+            return Err(InvalidModel(format!("{classifiers} classifiers; at most 65,535 fit the weight index")));
+        }
+        if parts.biases.len() != classifiers {
+            return Err(InvalidModel(format!("{} biases for {classifiers} classifiers", parts.biases.len())));
+        }
+        if parts.leaf_experts.iter().any(|&c| parts.categories.get(c as usize).is_none_or(|c| c.level != Level::Occupation)) {
+            return Err(InvalidModel("a leaf expert names a category that is not an occupation".into()));
+        }
+        let occupations = parts.categories.iter().filter(|c| c.level == Level::Occupation).count();
+        if !parts.leaf_experts.is_empty() && parts.leaf_experts.len() != occupations {
+            return Err(InvalidModel(format!(
+                "{} leaf experts for {occupations} occupations; a model has one per occupation or none",
+                parts.leaf_experts.len()
+            )));
+        }
+        if !(parts.leaf_temperature > 0.0 && parts.leaf_temperature.is_finite()) || !(0.0..=1.0).contains(&parts.path_weight) {
+            return Err(InvalidModel(format!(
+                "leaf temperature {} or path weight {} is out of range",
+                parts.leaf_temperature, parts.path_weight
+            )));
         }
         if parts.calibration.len() != count + 1 {
             return Err(InvalidModel(format!("{} node sigmoids for {count} categories", parts.calibration.len())));
@@ -117,7 +147,7 @@ impl Model {
                 _ => return Err(InvalidModel(format!("category {} has an invalid parent", category.code))),
             }
         }
-        parts.weights.check(count).map_err(InvalidModel)?;
+        parts.weights.check(classifiers).map_err(InvalidModel)?;
 
         let mut featurizer = Featurizer::new(parts.features.clone());
         featurizer.warm_stem_cache(parts.vocabulary.iter().map(String::as_str));

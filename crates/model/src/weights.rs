@@ -5,7 +5,7 @@
 //! 1,800 for OSCA). Storing them as one dense row each would take gigabytes
 //! in a 2^24 hashed feature space, and most features occur under few nodes.
 //! Instead the weights form an inverted index: for each feature seen in
-//! training, a posting list of `(category, weight)` pairs. Scoring a record
+//! training, a posting list of `(classifier, weight)` pairs. Scoring a record
 //! walks the posting lists of its features and adds into one small score
 //! array of all classifiers, which stays in the L1 cache, so one pass scores
 //! the whole tree.
@@ -13,7 +13,7 @@
 /// Empty slot marker in the open-addressing table.
 const EMPTY: u32 = u32::MAX;
 
-/// Inverted index from feature to `(category, weight)` postings.
+/// Inverted index from feature to `(classifier, weight)` postings.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FeatureWeights {
     /// Open-addressing hash table of feature ids; `EMPTY` marks a free slot.
@@ -22,29 +22,29 @@ pub struct FeatureWeights {
     slot_entries: Vec<u32>,
     /// Postings of feature `k` are `posting_starts[k]..posting_starts[k + 1]`.
     posting_starts: Vec<u32>,
-    posting_categories: Vec<u16>,
+    posting_classifiers: Vec<u16>,
     posting_weights: Vec<f32>,
 }
 
 impl FeatureWeights {
-    /// Builds the index from `(feature, category, weight)` triples in any
-    /// order. Categories must be below 65,536.
+    /// Builds the index from `(feature, classifier, weight)` triples in any
+    /// order. Classifier indices must be below 65,536.
     pub fn build(mut triples: Vec<(u32, u16, f32)>) -> FeatureWeights {
-        triples.sort_unstable_by_key(|&(feature, category, _)| (feature, category));
+        triples.sort_unstable_by_key(|&(feature, classifier, _)| (feature, classifier));
 
         let mut features = Vec::new();
         let mut posting_starts = Vec::new();
-        let mut posting_categories = Vec::with_capacity(triples.len());
+        let mut posting_classifiers = Vec::with_capacity(triples.len());
         let mut posting_weights = Vec::with_capacity(triples.len());
-        for (feature, category, weight) in triples {
+        for (feature, classifier, weight) in triples {
             if features.last() != Some(&feature) {
                 features.push(feature);
-                posting_starts.push(posting_categories.len() as u32);
+                posting_starts.push(posting_classifiers.len() as u32);
             }
-            posting_categories.push(category);
+            posting_classifiers.push(classifier);
             posting_weights.push(weight);
         }
-        posting_starts.push(posting_categories.len() as u32);
+        posting_starts.push(posting_classifiers.len() as u32);
 
         let capacity = (features.len() * 2).next_power_of_two().max(16);
         let mut slot_features = vec![EMPTY; capacity];
@@ -58,7 +58,7 @@ impl FeatureWeights {
             slot_entries[slot] = entry as u32;
         }
 
-        FeatureWeights { slot_features, slot_entries, posting_starts, posting_categories, posting_weights }
+        FeatureWeights { slot_features, slot_entries, posting_starts, posting_classifiers, posting_weights }
     }
 
     /// Number of features with postings.
@@ -71,13 +71,13 @@ impl FeatureWeights {
         self.posting_weights.len()
     }
 
-    /// Adds `value × weight` to `scores[category]` for each posting of `feature`.
+    /// Adds `value × weight` to `scores[classifier]` for each posting of `feature`.
     #[inline]
     pub fn accumulate(&self, feature: u32, value: f32, scores: &mut [f32]) {
         let Some(entry) = self.find(feature) else { return };
         let range = self.posting_starts[entry] as usize..self.posting_starts[entry + 1] as usize;
-        for (&category, &weight) in self.posting_categories[range.clone()].iter().zip(&self.posting_weights[range]) {
-            scores[category as usize] += value * weight;
+        for (&classifier, &weight) in self.posting_classifiers[range.clone()].iter().zip(&self.posting_weights[range]) {
+            scores[classifier as usize] += value * weight;
         }
     }
 
@@ -98,7 +98,7 @@ impl FeatureWeights {
 
     /// Checks the internal invariants after deserialising, so that a
     /// corrupt file cannot make inference index out of bounds.
-    pub fn check(&self, category_count: usize) -> Result<(), String> {
+    pub fn check(&self, classifier_count: usize) -> Result<(), String> {
         let capacity = self.slot_features.len();
         if capacity != 0 && !capacity.is_power_of_two() {
             return Err(format!("feature table capacity {capacity} is not a power of two"));
@@ -119,11 +119,11 @@ impl FeatureWeights {
         {
             return Err("posting list offsets are not increasing".into());
         }
-        if self.posting_categories.len() != self.posting_weights.len() {
+        if self.posting_classifiers.len() != self.posting_weights.len() {
             return Err("posting arrays differ in length".into());
         }
-        if self.posting_categories.iter().any(|&c| c as usize >= category_count) {
-            return Err("a posting names a category that does not exist".into());
+        if self.posting_classifiers.iter().any(|&c| c as usize >= classifier_count) {
+            return Err("a posting names a classifier that does not exist".into());
         }
         Ok(())
     }

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use occoder_classification::Classification;
+use occoder_classification::{Classification, Level};
 use occoder_model::{FeatureWeights, Model, ModelCategory, ModelMetadata, ModelParts, TrainingSummary};
 use occoder_svm::{LinearSvm, LinearSvmParams, PlattScaling, SparseRecords, train_one_vs_rest};
 use occoder_text::{Featurizer, SparseVector, tokenize};
@@ -81,8 +81,13 @@ pub fn train_hsvm(
         })
         .collect::<Result<_, _>>()?;
 
-    let mut triples = Vec::new();
+    let occupations: Vec<u32> =
+        (0..count as u32).filter(|&i| categories[i as usize].level == Level::Occupation).collect();
+    let (expert_triples, expert_biases) = train_leaf_experts(count, &occupations, &rows, config)?;
+
+    let mut triples = expert_triples;
     let mut biases = vec![0.0f32; count];
+    biases.extend(expert_biases);
     let mut calibration = vec![PlattScaling::default(); count + 1];
     for (node, result) in results {
         triples.extend(result.weights);
@@ -103,10 +108,47 @@ pub fn train_hsvm(
         biases,
         weights: FeatureWeights::build(triples),
         calibration,
+        leaf_experts: occupations,
+        leaf_temperature: config.leaf_temperature,
+        path_weight: config.path_weight,
         thresholds: [NEVER; 5],
         vocabulary: vocabulary(examples),
     };
     Model::from_parts(parts).map_err(|error| TrainError::Invalid(error.0))
+}
+
+/// Trains one SVM per occupation against all other occupations, on the
+/// examples coded to 6 digits. Expert `k` gets classifier index `count + k`.
+fn train_leaf_experts(
+    count: usize,
+    occupations: &[u32],
+    rows: &[Row],
+    config: &TrainConfig,
+) -> Result<(Vec<(u32, u16, f32)>, Vec<f32>), TrainError> {
+    let class_of: HashMap<u32, u32> = occupations.iter().enumerate().map(|(k, &c)| (c, k as u32)).collect();
+    let members: Vec<(usize, u32)> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, row)| row.path.last().and_then(|leaf| class_of.get(leaf)).map(|&class| (i, class)))
+        .collect();
+
+    let params = LinearSvmParams { c: config.c, seed: config.seed ^ 0x1eaf, ..LinearSvmParams::default() };
+    let records = SparseRecords::from_rows(members.iter().map(|&(i, _)| rows[i].features.iter()));
+    let labels: Vec<u32> = members.iter().map(|&(_, class)| class).collect();
+    let models = train_one_vs_rest(&records, &labels, occupations.len(), &params)?;
+
+    let mut triples = Vec::new();
+    let mut biases = Vec::with_capacity(models.len());
+    for (k, model) in models.iter().enumerate() {
+        let classifier = (count + k) as u16;
+        for (&feature, &weight) in records.feature_ids().iter().zip(&model.weights) {
+            if weight.abs() >= config.prune_below {
+                triples.push((feature, classifier, weight));
+            }
+        }
+        biases.push(model.bias);
+    }
+    Ok((triples, biases))
 }
 
 /// A threshold no confidence reaches: codes of that level are never returned.

@@ -52,6 +52,11 @@ pub struct TrainConfig {
     /// Weights smaller than this in absolute value are dropped from the
     /// model, which shrinks it with no measurable loss of accuracy.
     pub prune_below: f32,
+    /// Temperature of the softmax over the leaf experts' decision values.
+    pub leaf_temperature: f32,
+    /// Weight of the hierarchical path probability against the leaf
+    /// experts, between 0 and 1.
+    pub path_weight: f32,
     /// Fewest validation records coded at a level for its threshold to count.
     pub min_threshold_support: usize,
     pub features: FeatureConfig,
@@ -68,6 +73,8 @@ impl Default for TrainConfig {
             holdout_fraction: 0.3,
             folds: 3,
             prune_below: 1e-3,
+            leaf_temperature: 0.3,
+            path_weight: 0.5,
             min_threshold_support: 10,
             features: FeatureConfig::default(),
             model_version: 1,
