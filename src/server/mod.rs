@@ -93,15 +93,36 @@ impl ServerHandle {
         let _ = self.shutdown.send(true);
     }
 
-    /// Waits for the server to stop and returns its result.
+    /// A trigger for [`ServerHandle::trigger_shutdown`] that another task,
+    /// such as a signal handler, can own.
+    pub fn shutdown_trigger(&self) -> ShutdownTrigger {
+        ShutdownTrigger(self.shutdown.clone())
+    }
+
+    /// Waits for the server to stop and returns its result, which is an
+    /// error also when the server stopped because no model could be loaded.
     pub async fn join(self) -> anyhow::Result<()> {
-        self.task.await.context("the server task panicked")?
+        self.task.await.context("the server task panicked")??;
+        match &*self.readiness.borrow() {
+            Readiness::Failed(reason) => anyhow::bail!("{reason}"),
+            _ => Ok(()),
+        }
     }
 
     /// Shuts the server down gracefully and waits for it to stop.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.trigger_shutdown();
         self.join().await
+    }
+}
+
+/// Starts a graceful shutdown of the server it came from when triggered.
+#[derive(Clone)]
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl ShutdownTrigger {
+    pub fn trigger(&self) {
+        let _ = self.0.send(true);
     }
 }
 
