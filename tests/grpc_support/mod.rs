@@ -21,9 +21,13 @@ use tonic_types::StatusExt;
 pub const OSCA_MODEL: &str = "osca-2024-v1.occm";
 pub const ANZSCO_MODEL: &str = "anzsco-2022-v1.occm";
 
-/// The repository's `models/` directory with the shipped models.
+/// Returns the repository's `models/` directory with the shipped models, or
+/// `OCCODER_TEST_MODELS` when set (for trying other models of the same names).
 pub fn shipped_models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+    match std::env::var_os("OCCODER_TEST_MODELS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
+    }
 }
 
 /// Settings for tests: an ephemeral port, the given data directory, the
