@@ -247,6 +247,14 @@ mod tests {
     }
 
     #[test]
+    fn example_file_lists_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("occoder.example.toml");
+        let config = ServerConfig::from_file(&path).unwrap();
+
+        assert_eq!(config, ServerConfig::default());
+    }
+
+    #[test]
     fn sections_parse_with_units() {
         let config = ServerConfig::from_toml(
             r#"
