@@ -42,22 +42,34 @@ pub(crate) fn train_binary(records: &SparseRecords, positive: &[bool], params: &
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
 
+    // Shrinking: a row whose bound constraint stays satisfied by more than
+    // last pass's largest violation is left out of later passes. Before
+    // stopping, every row is checked again on the full set.
+    let mut active = n;
+    let (mut max_violation_old, mut min_violation_old) = (f64::INFINITY, f64::NEG_INFINITY);
+
     for _ in 0..params.max_iterations {
-        order.shuffle(&mut rng);
+        order[..active].shuffle(&mut rng);
         let (mut max_violation, mut min_violation) = (f64::NEG_INFINITY, f64::INFINITY);
 
-        for &i in &order {
-            if q_diagonal[i] <= 0.0 {
-                continue;
-            }
+        let mut position = 0;
+        while position < active {
+            let i = order[position];
             let (columns, values) = records.row(i);
             let margin: f64 = columns.iter().zip(values).map(|(&c, &v)| weights[c as usize] * v as f64).sum::<f64>()
                 + bias_weight * bias_feature;
             let gradient = sign[i] * margin - 1.0 + diagonal[i] * alpha[i];
 
-            let projected = if alpha[i] == 0.0 {
+            let at_lower = alpha[i] == 0.0;
+            let at_upper = alpha[i] == upper[i];
+            if (at_lower && gradient > max_violation_old) || (at_upper && gradient < min_violation_old) {
+                active -= 1;
+                order.swap(position, active);
+                continue;
+            }
+            let projected = if at_lower {
                 gradient.min(0.0)
-            } else if alpha[i] == upper[i] {
+            } else if at_upper {
                 gradient.max(0.0)
             } else {
                 gradient
@@ -65,7 +77,7 @@ pub(crate) fn train_binary(records: &SparseRecords, positive: &[bool], params: &
             max_violation = max_violation.max(projected);
             min_violation = min_violation.min(projected);
 
-            if projected.abs() > 1e-12 {
+            if projected.abs() > 1e-12 && q_diagonal[i] > 0.0 {
                 let previous = alpha[i];
                 alpha[i] = (alpha[i] - gradient / q_diagonal[i]).clamp(0.0, upper[i]);
                 let step = (alpha[i] - previous) * sign[i];
@@ -74,11 +86,19 @@ pub(crate) fn train_binary(records: &SparseRecords, positive: &[bool], params: &
                 }
                 bias_weight += step * bias_feature;
             }
+            position += 1;
         }
 
         if max_violation - min_violation <= params.tolerance {
-            break;
+            if active == n {
+                break;
+            }
+            active = n;
+            (max_violation_old, min_violation_old) = (f64::INFINITY, f64::NEG_INFINITY);
+            continue;
         }
+        max_violation_old = if max_violation <= 0.0 { f64::INFINITY } else { max_violation };
+        min_violation_old = if min_violation >= 0.0 { f64::NEG_INFINITY } else { min_violation };
     }
 
     LinearSvm {

@@ -1,0 +1,71 @@
+//! Command-line interface. Each subcommand lives in its own module.
+
+mod clients;
+mod code;
+mod evaluate;
+mod models;
+mod serve;
+mod train;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Offline occupation coding for OSCA 2024 and ANZSCO 2022.
+#[derive(Parser)]
+#[command(name = "occoder", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Code one record, or a JSONL or CSV file of records.
+    Code(code::CodeArgs),
+    /// Train a model from the shipped classification data or labelled records.
+    Train(train::TrainArgs),
+    /// Measure a model against labelled records.
+    Evaluate(evaluate::EvaluateArgs),
+    /// List the models in a models directory with their metadata.
+    Models(models::ModelsArgs),
+    /// Serve the models over gRPC.
+    Serve(serve::ServeArgs),
+    /// Manage the API clients of a server's data directory.
+    Clients(clients::ClientsArgs),
+}
+
+/// Directory searched for models when `--models` is not given: `models/`
+/// in the current directory, overridden by `OCCODER_MODELS`.
+pub(crate) fn default_models_dir() -> PathBuf {
+    std::env::var_os("OCCODER_MODELS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("models"))
+}
+
+/// Parses the command line, runs the subcommand and maps errors to exit
+/// code 1 with the error chain on standard error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Code(args) => code::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
+        Command::Models(args) => models::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Clients(args) => clients::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sets up tracing to standard error, at `info` unless `RUST_LOG` says otherwise.
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
