@@ -16,9 +16,9 @@ venv="$target/python-grpc-venv"
 models="${OCCODER_TEST_MODELS:-$repo/models}"
 
 if [[ -z "${OCCODER_BIN:-}" ]]; then
-    # Release, because the debug build loads the models much more slowly.
-    (cd "$repo" && cargo build --release --bin occoder)
-    OCCODER_BIN="$target/release/occoder"
+    # The debug build, which `cargo test` has usually built already.
+    (cd "$repo" && cargo build --bin occoder)
+    OCCODER_BIN="$target/debug/occoder"
 fi
 
 if [[ ! -x "$venv/bin/python" ]]; then
