@@ -27,9 +27,12 @@ use rayon::prelude::*;
 
 use crate::{CodeOptions, CodeStatus, CodedRecord, Coding, Model};
 
-/// Smallest path probability used in the blend, so that the logarithm of a
-/// vanishing product stays finite.
-const MIN_PATH_PROBABILITY: f32 = 1e-12;
+/// Nodes whose path probability is below this are not expanded, and the
+/// occupations below them get confidence 0. With the blend's square-root
+/// weighting such an occupation could reach at most a thousandth of the
+/// confidence of one with path probability 1, far below any threshold,
+/// and skipping them saves most of the sigmoids and exponentials.
+const PATH_FLOOR: f32 = 1e-6;
 
 /// Reusable buffers for coding, one per thread.
 #[derive(Default)]
@@ -176,7 +179,7 @@ impl Model {
         self.expand_node(count, 1.0, scratch);
         for node in 0..count {
             let node_confidence = scratch.confidence[node];
-            if !self.children[node].is_empty() {
+            if node_confidence >= PATH_FLOOR && !self.children[node].is_empty() {
                 self.expand_node(node, node_confidence, scratch);
             }
         }
@@ -197,9 +200,12 @@ impl Model {
         scratch.blended.clear();
         let mut total = 0.0f32;
         for (&category, &score) in self.parts.leaf_experts.iter().zip(expert_scores) {
-            let path = scratch.confidence[category as usize].max(MIN_PATH_PROBABILITY);
-            let log_blend = path_weight * path.ln() + (1.0 - path_weight) * (score - max_score) / temperature;
-            let blend = log_blend.exp();
+            let path = scratch.confidence[category as usize];
+            let blend = if path >= PATH_FLOOR {
+                (path_weight * path.ln() + (1.0 - path_weight) * (score - max_score) / temperature).exp()
+            } else {
+                0.0
+            };
             scratch.blended.push(blend);
             total += blend;
         }

@@ -194,3 +194,10 @@ impl Model {
         self.parts.weights.weight_count()
     }
 }
+
+impl std::fmt::Debug for Model {
+    /// Shows the metadata only; the weights run to millions of entries.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("metadata", &self.parts.metadata).field("weights", &self.weight_count()).finish()
+    }
+}

@@ -29,6 +29,8 @@ pub struct FeatureWeights {
     posting_classifiers: Vec<u16>,
     posting_weights: Vec<i16>,
     scale: f32,
+    /// One more than the largest classifier index in the postings.
+    classifier_bound: usize,
     /// Open-addressing hash table of feature ids, rebuilt on load;
     /// `EMPTY` marks a free slot.
     slot_features: Vec<u32>,
@@ -102,6 +104,7 @@ impl TryFrom<StoredWeights> for FeatureWeights {
         Ok(FeatureWeights {
             features,
             posting_starts,
+            classifier_bound: classifier_bound(&stored.classifiers),
             posting_classifiers: stored.classifiers,
             posting_weights: stored.weights,
             scale: stored.scale,
@@ -134,7 +137,16 @@ impl FeatureWeights {
         posting_starts.push(posting_classifiers.len() as u32);
 
         let (slot_features, slot_entries) = hash_table(&features);
-        FeatureWeights { features, posting_starts, posting_classifiers, posting_weights, scale, slot_features, slot_entries }
+        FeatureWeights {
+            features,
+            posting_starts,
+            classifier_bound: classifier_bound(&posting_classifiers),
+            posting_classifiers,
+            posting_weights,
+            scale,
+            slot_features,
+            slot_entries,
+        }
     }
 
     /// Number of features with postings.
@@ -148,13 +160,23 @@ impl FeatureWeights {
     }
 
     /// Adds `value × weight` to `scores[classifier]` for each posting of `feature`.
+    ///
+    /// # Panics
+    /// If `scores` is shorter than the number of classifiers given to
+    /// [`FeatureWeights::check`].
     #[inline]
     pub fn accumulate(&self, feature: u32, value: f32, scores: &mut [f32]) {
         let Some(entry) = self.find(feature) else { return };
         let range = self.posting_starts[entry] as usize..self.posting_starts[entry + 1] as usize;
+        let classifiers = &self.posting_classifiers[range.clone()];
+        let weights = &self.posting_weights[range];
+        assert!(self.classifier_bound <= scores.len(), "score buffer of {} for {} classifiers", scores.len(), self.classifier_bound);
+
         let value = value * self.scale;
-        for (&classifier, &weight) in self.posting_classifiers[range.clone()].iter().zip(&self.posting_weights[range]) {
-            scores[classifier as usize] += value * weight as f32;
+        for (&classifier, &weight) in classifiers.iter().zip(weights) {
+            // SAFETY: `classifier_bound` exceeds every stored classifier
+            // index, and the assertion above checked it against the length.
+            unsafe { *scores.get_unchecked_mut(classifier as usize) += value * weight as f32 };
         }
     }
 
@@ -188,11 +210,15 @@ impl FeatureWeights {
         if self.features.contains(&EMPTY) {
             return Err(format!("feature id {EMPTY} is reserved"));
         }
-        if self.posting_classifiers.iter().any(|&c| c as usize >= classifier_count) {
+        if self.classifier_bound > classifier_count {
             return Err("a posting names a classifier that does not exist".into());
         }
         Ok(())
     }
+}
+
+fn classifier_bound(classifiers: &[u16]) -> usize {
+    classifiers.iter().copied().max().map_or(0, |largest| largest as usize + 1)
 }
 
 /// Builds the open-addressing table of `features`, at most half full.
