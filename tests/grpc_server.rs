@@ -129,7 +129,7 @@ async fn unloadable_file_is_skipped() {
         .endpoint()
         .coder()
         .await
-        .code(authorized(code_one("anzsco", record("software developer", "writing code and unit tests")), &token))
+        .code(authorized(code_one("anzsco", record("software engineer", "designing and building software systems")), &token))
         .await
         .unwrap()
         .into_inner();

@@ -91,7 +91,9 @@ fn code_single(model: &Model, args: &CodeArgs, options: &CodeOptions) -> anyhow:
     let coding = model.code(&record, options);
     let response =
         SynchronousCodeResponse { code_status: coding.status, input: &record, result: coding.result, suggestions: coding.suggestions };
-    println!("{}", serde_json::to_string_pretty(&response)?);
+    let mut stdout = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, &response)?;
+    writeln!(stdout).context("failed to write the response")?;
     Ok(ExitCode::SUCCESS)
 }
 

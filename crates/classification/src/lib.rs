@@ -117,7 +117,8 @@ pub struct OccupationText {
     pub code: String,
     /// Principal title.
     pub title: String,
-    /// Alternative titles.
+    /// Alternative titles. For ANZSCO these include the OSCA 2024 titles of
+    /// the same-named OSCA occupation that ANZSCO lacks.
     pub alternative_titles: Vec<String>,
     /// Specialisations.
     pub specialisations: Vec<String>,
@@ -324,6 +325,10 @@ mod tests {
         assert!(anzsco.supplementary().is_empty());
         assert!(anzsco.category("0999").is_none());
         assert!(engineer.tasks.len() > 5, "expected unit group and OSCA tasks, got {}", engineer.tasks.len());
+        assert!(engineer.alternative_titles.iter().any(|t| t == "Full Stack Developer"), "{:?}", engineer.alternative_titles);
+        // ANZSCO lists Software Developer under 261312, so OSCA's use of it
+        // as a Software Engineer title is not borrowed.
+        assert!(!engineer.alternative_titles.iter().any(|t| t == "Software Developer"));
     }
 
     #[test]

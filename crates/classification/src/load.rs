@@ -170,6 +170,8 @@ fn anzsco(source: &Source) -> Result<Classification, ClassificationError> {
     let unit_groups: HashMap<&str, &AnzscoGroup> =
         groups.iter().filter(|g| g.code.len() == 4).map(|g| (g.code.as_str(), g)).collect();
 
+    let borrowed_titles = osca_titles_by_anzsco(&occupations, &osca_occupations, &correspondence);
+
     let mut occupation_texts = Vec::with_capacity(occupations.len());
     for occupation in &occupations {
         let unit = unit_groups.get(&occupation.code[..4.min(occupation.code.len())]);
@@ -187,7 +189,12 @@ fn anzsco(source: &Source) -> Result<Classification, ClassificationError> {
         occupation_texts.push(OccupationText {
             code: occupation.code.clone(),
             title: occupation.title.clone(),
-            alternative_titles: occupation.alt.clone(),
+            alternative_titles: occupation
+                .alt
+                .iter()
+                .cloned()
+                .chain(borrowed_titles.get(occupation.code.as_str()).into_iter().flatten().cloned())
+                .collect(),
             specialisations: occupation.spec.clone(),
             nec_titles: Vec::new(),
             lead_statement,
@@ -201,6 +208,48 @@ fn anzsco(source: &Source) -> Result<Classification, ClassificationError> {
         .chain(occupations.iter().map(|o| (o.code.clone(), o.title.clone())))
         .collect();
     Classification::from_parts(TopicId::Anzsco, categories, occupation_texts, Vec::new())
+}
+
+/// OSCA 2024 titles that ANZSCO 2022 lacks, keyed by the ANZSCO code that
+/// should learn them.
+///
+/// OSCA is the newer classification and lists many current titles
+/// ("Software Developer", "Full Stack Developer") that ANZSCO does not.
+/// When an OSCA occupation corresponds to an ANZSCO occupation of the
+/// same principal title, the OSCA occupation's alternative titles,
+/// specialisations and nec titles become alternative titles of that ANZSCO
+/// occupation. A title that already names any ANZSCO occupation is left
+/// where ANZSCO puts it.
+fn osca_titles_by_anzsco<'a>(
+    anzsco: &'a [AnzscoOccupation],
+    osca: &'a [OscaOccupation],
+    correspondence: &[CorrespondenceRow],
+) -> HashMap<&'a str, Vec<String>> {
+    let anzsco_titles: std::collections::HashSet<String> = anzsco
+        .iter()
+        .flat_map(|o| std::iter::once(&o.title).chain(&o.alt).chain(&o.spec))
+        .map(|t| t.to_ascii_lowercase())
+        .collect();
+    let anzsco_by_code: HashMap<&str, &AnzscoOccupation> = anzsco.iter().map(|o| (o.code.as_str(), o)).collect();
+    let osca_by_code: HashMap<&str, &OscaOccupation> = osca.iter().map(|o| (o.code.as_str(), o)).collect();
+
+    let mut borrowed: HashMap<&str, Vec<String>> = HashMap::new();
+    for row in correspondence {
+        let (Some(osca), Some(anzsco)) = (osca_by_code.get(row.osca_code.as_str()), anzsco_by_code.get(row.anzsco_code.as_str())) else {
+            continue;
+        };
+        if !osca.title.eq_ignore_ascii_case(&anzsco.title) {
+            continue;
+        }
+        let titles = borrowed.entry(anzsco.code.as_str()).or_default();
+        for title in osca.alt.iter().chain(&osca.spec).chain(&osca.nec) {
+            let lower = title.to_ascii_lowercase();
+            if !anzsco_titles.contains(&lower) && !titles.iter().any(|t: &String| t.eq_ignore_ascii_case(title)) {
+                titles.push(title.clone());
+            }
+        }
+    }
+    borrowed
 }
 
 fn read(path: &Path) -> Result<String, ClassificationError> {

@@ -76,7 +76,7 @@ impl Default for TrainConfig {
             prune_below: 0.03,
             leaf_temperature: 0.3,
             path_weight: 0.5,
-            min_threshold_support: 10,
+            min_threshold_support: 5,
             features: FeatureConfig::default(),
             model_version: 1,
         }

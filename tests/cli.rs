@@ -1,0 +1,273 @@
+//! End-to-end tests of the `occoder` command on the shipped models.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn occoder(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_occoder"))
+        .args(args)
+        .current_dir(repository())
+        .env_remove("OCCODER_MODELS")
+        .output()
+        .expect("occoder runs")
+}
+
+fn stdout_json(output: &Output) -> Value {
+    assert!(output.status.success(), "occoder failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+}
+
+fn first_code(response: &Value) -> &str {
+    response["result"][0]["codeCategory"].as_str().unwrap_or("")
+}
+
+#[test]
+fn guide_example_codes_to_software_engineer() {
+    let output =
+        occoder(&["code", "--topic", "osca", "--occupation", "software developer", "--tasks", "writing code and unit tests"]);
+    let response = stdout_json(&output);
+
+    assert_eq!(response["codeStatus"], "successful", "{response}");
+    assert_eq!(first_code(&response), "273333", "{response}");
+    assert_eq!(response["result"][0]["codeLabel"], "Software Engineer");
+    assert_eq!(response["input"]["occp_text"], "software developer");
+}
+
+/// ANZSCO 2022 lists "Software Developer" as a specialisation of 261312
+/// Developer Programmer, so the guide's example codes within unit group
+/// 2613 Software and Applications Programmers; "software engineer" codes
+/// to 261313 Software Engineer.
+#[test]
+fn anzsco_codes_software_titles_within_unit_group() {
+    let example = stdout_json(&occoder(&[
+        "code",
+        "--topic",
+        "anzsco",
+        "--occupation",
+        "software developer",
+        "--tasks",
+        "writing code and unit tests",
+    ]));
+    let engineer = stdout_json(&occoder(&[
+        "code",
+        "--topic",
+        "anzsco",
+        "--occupation",
+        "software engineer",
+        "--tasks",
+        "designing and building software systems",
+    ]));
+
+    assert_eq!(example["codeStatus"], "successful", "{example}");
+    assert!(first_code(&example).starts_with("2613"), "{example}");
+    assert_eq!(first_code(&engineer), "261313", "{engineer}");
+    assert_eq!(engineer["result"][0]["codeLabel"], "Software Engineer");
+}
+
+#[test]
+fn supplementary_codes_only_in_osca() {
+    let osca = stdout_json(&occoder(&["code", "--topic", "osca", "--occupation", "retired", "--tasks", ""]));
+    let anzsco = stdout_json(&occoder(&["code", "--topic", "anzsco", "--occupation", "retired", "--tasks", ""]));
+
+    assert_eq!(first_code(&osca), "099960", "{osca}");
+    for field in ["result", "suggestions"] {
+        for coded in anzsco[field].as_array().into_iter().flatten() {
+            assert!(!coded["codeCategory"].as_str().unwrap().starts_with('0'), "{anzsco}");
+        }
+    }
+}
+
+#[test]
+fn unsuccessful_record_gets_requested_suggestions() {
+    let response =
+        stdout_json(&occoder(&["code", "--topic", "osca", "--occupation", "xqzv plorb", "--suggestions", "5"]));
+
+    assert_eq!(response["codeStatus"], "unsuccessful", "{response}");
+    assert_eq!(response["result"].as_array().unwrap().len(), 0);
+    assert_eq!(response["suggestions"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn invalid_single_records_get_service_errors() {
+    let long = "a".repeat(101);
+    let cases: [(&[&str], &str); 5] = [
+        (&["--occupation", "caf\u{e9} manager"], "Invalid request body: occp_text contains"),
+        (&["--occupation", "ab"], "total text length under 3 min"),
+        (&["--occupation", &long], "total text length over 100 max"),
+        (&["--occupation", "", "--tasks", ""], "total text length under 3 min"),
+        (&["--occupation", "nurse", "--suggestions", "17"], "numberOfSuggestions is 17"),
+    ];
+    for (arguments, message) in cases {
+        let mut args = vec!["code", "--topic", "osca"];
+        args.extend_from_slice(arguments);
+        let output = occoder(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+
+        assert!(!output.status.success(), "{arguments:?} succeeded");
+        assert!(stderr.contains(message), "{arguments:?}: {stderr}");
+    }
+}
+
+#[test]
+fn unknown_topic_and_model_are_reported() {
+    let topic = occoder(&["code", "--topic", "isco", "--occupation", "nurse"]);
+    let model = occoder(&["code", "--topic", "osca", "--model", "00000000-0000-0000-0000-000000000000", "--occupation", "nurse"]);
+
+    assert!(String::from_utf8_lossy(&topic.stderr).contains("The specified topic does not exist"));
+    assert!(String::from_utf8_lossy(&model.stderr).contains("The specified model does not exist"));
+}
+
+#[test]
+fn file_coding_keeps_order_and_reports_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let output_path = dir.path().join("out.jsonl");
+    let output = occoder(&[
+        "code",
+        "--topic",
+        "osca",
+        "--input",
+        "examples/records.jsonl",
+        "--output",
+        output_path.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let input_lines = std::fs::read_to_string(repository().join("examples/records.jsonl")).unwrap().lines().count();
+    let lines: Vec<Value> = std::fs::read_to_string(&output_path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each output line is JSON"))
+        .collect();
+
+    assert_eq!(lines.len(), input_lines);
+    assert_eq!(lines[0]["recordId"], "1");
+    assert_eq!(lines[0]["result"]["codeCategory"], "273333");
+    assert_eq!(lines[10]["recordId"], "unknown");
+    assert_eq!(lines[10]["error"], "Invalid JSON data format.");
+    assert_eq!(lines[10]["input"], "this is not a json string");
+    assert!(lines[11]["error"].as_str().unwrap().starts_with("Invalid request body"));
+    assert_eq!(lines[11]["recordId"], "12");
+    assert!(lines[12]["error"].as_str().unwrap().contains("under 3 min"));
+    for line in &lines[..10] {
+        assert!(line.get("error").is_none(), "{line}");
+        let has_result = line.get("result").is_some();
+        let has_suggestions = line.get("suggestions").is_some_and(|s| !s.as_array().unwrap().is_empty());
+        assert!(has_result != has_suggestions, "{line}");
+    }
+}
+
+#[test]
+fn stdin_to_stdout_and_csv_input() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_occoder"))
+        .args(["code", "--topic", "anzsco", "--input", "-"])
+        .current_dir(repository())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        b"{\"occp_text\": \"software developer\", \"tasks_text\": \"writing code and unit tests\"}\n{\"occp_text\": \"nurse\"}\n",
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["recordId"], Value::Null);
+    assert!(lines[0]["result"]["codeCategory"].as_str().unwrap().starts_with("2613"), "{}", lines[0]);
+    assert!(lines[1]["error"].as_str().unwrap().contains("tasks_text is missing"));
+
+    let csv = occoder(&["code", "--topic", "osca", "--input", "examples/records.csv"]);
+    let lines: Vec<Value> = String::from_utf8_lossy(&csv.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["recordId"], "1");
+    assert_eq!(lines[2]["result"]["codeCategory"], "099950", "{}", lines[2]);
+}
+
+#[test]
+fn models_lists_both_topics() {
+    let output = occoder(&["models", "--json"]);
+    let models = stdout_json(&output);
+    let topics: Vec<&str> = models.as_array().unwrap().iter().map(|m| m["topic"].as_str().unwrap()).collect();
+
+    assert!(topics.contains(&"osca") && topics.contains(&"anzsco"), "{models}");
+    for model in models.as_array().unwrap() {
+        assert_eq!(model["modelType"], "hsvm");
+        assert_eq!(model["inputFormat"], serde_json::json!(["occp_text", "tasks_text"]));
+        assert_eq!(model["modelId"].as_str().unwrap().len(), 36);
+    }
+}
+
+#[test]
+fn shipped_models_are_under_30_megabytes() {
+    for entry in std::fs::read_dir(repository().join("models")).unwrap() {
+        let path = entry.unwrap().path();
+        let size = std::fs::metadata(&path).unwrap().len();
+
+        assert!(size < 30_000_000, "{} is {size} bytes", path.display());
+    }
+}
+
+/// Agency retraining: a small coded file trains a model that codes its own
+/// titles back, and evaluation writes its reports.
+#[test]
+fn retrain_on_labelled_file_then_evaluate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("coded.jsonl");
+    let mut lines = String::new();
+    let examples = [
+        ("barista", "making coffee", "431112"),
+        ("coffee maker", "espresso drinks for customers", "431112"),
+        ("bricklayer", "laying bricks", "331111"),
+        ("brick layer", "building brick walls", "331111"),
+        ("dentist", "treating teeth", "252312"),
+        ("dental surgeon", "fillings and extractions", "252312"),
+    ];
+    for round in 0..20 {
+        for (title, tasks, code) in examples {
+            let title = if round % 2 == 0 { title.to_string() } else { title.to_uppercase() };
+            lines.push_str(&format!("{{\"occp_text\": \"{title}\", \"tasks_text\": \"{tasks} {round}\", \"code\": \"{code}\"}}\n"));
+        }
+    }
+    lines.push_str("{\"occp_text\": \"nobody\", \"tasks_text\": \"\", \"code\": \"123456\"}\n");
+    std::fs::write(&data, lines).unwrap();
+
+    let model = dir.path().join("agency.occm");
+    let train = occoder(&["train", "--topic", "osca", "--data", data.to_str().unwrap(), "--out", model.to_str().unwrap()]);
+    let train_stderr = String::from_utf8_lossy(&train.stderr);
+    assert!(train.status.success(), "{train_stderr}");
+    assert!(train_stderr.contains("123456"), "the bad code is reported: {train_stderr}");
+
+    let curve = dir.path().join("curve.csv");
+    let plot = dir.path().join("curve.svg");
+    let evaluate = occoder(&[
+        "evaluate",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--training-data",
+        data.to_str().unwrap(),
+        "--curve",
+        curve.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+        "--json",
+    ]);
+    let evaluations = stdout_json(&evaluate);
+
+    assert_eq!(evaluations.as_array().unwrap().len(), 3);
+    assert!(evaluations[0]["accuracy"][4].as_f64().unwrap() > 0.9, "{}", evaluations[0]);
+    assert!(std::fs::read_to_string(&curve).unwrap().starts_with("coder,production_rate,accuracy,threshold"));
+    assert!(std::fs::read_to_string(&plot).unwrap().contains("<svg"));
+    assert!(Path::new(&model).exists());
+}
