@@ -101,6 +101,9 @@ impl AsynchronousCodeResponse {
 ///
 /// On failure returns the error response for the line, which keeps the
 /// line's `recordId` when it has one.
+// The error is the line's output, built once per bad line; boxing it would
+// only move the allocation.
+#[allow(clippy::result_large_err)]
 pub fn parse_line(line: &str) -> Result<(Option<String>, Record), AsynchronousCodeResponse> {
     let line = line.strip_suffix('\r').unwrap_or(line);
     let object = match serde_json::from_str::<Value>(line) {

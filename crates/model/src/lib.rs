@@ -120,7 +120,8 @@ impl Model {
                 parts.leaf_experts.len()
             )));
         }
-        if !(parts.leaf_temperature > 0.0 && parts.leaf_temperature.is_finite()) || !(0.0..=1.0).contains(&parts.path_weight) {
+        let temperature_valid = parts.leaf_temperature > 0.0 && parts.leaf_temperature.is_finite();
+        if !temperature_valid || !(0.0..=1.0).contains(&parts.path_weight) {
             return Err(InvalidModel(format!(
                 "leaf temperature {} or path weight {} is out of range",
                 parts.leaf_temperature, parts.path_weight

@@ -21,7 +21,7 @@ impl SparseRecords {
     ///
     /// Local columns are numbered in increasing global index, so
     /// `feature_ids` is sorted.
-    pub fn from_rows<'a, I, R>(rows: I) -> SparseRecords
+    pub fn from_rows<I, R>(rows: I) -> SparseRecords
     where
         I: IntoIterator<Item = R>,
         R: IntoIterator<Item = (u32, f32)>,

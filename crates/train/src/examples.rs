@@ -68,7 +68,7 @@ impl HeldOut {
 /// phrases) to hold out. The principal title of every occupation stays in
 /// training, and a title that also names another occupation stays too.
 pub fn split_titles(classification: &Classification, fraction: f64, seed: u64) -> HeldOut {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_7171e5);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f71_71e5);
     let mut all_titles: Vec<String> = Vec::new();
     for occupation in classification.occupations() {
         all_titles.extend(occupation.titles().map(str::to_ascii_lowercase));

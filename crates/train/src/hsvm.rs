@@ -21,6 +21,12 @@ use rayon::prelude::*;
 
 use crate::{LabelledRecord, TrainConfig, TrainError};
 
+/// A weight of a trained classifier: `(feature, classifier, weight)`.
+type WeightTriple = (u32, u16, f32);
+
+/// A node's training example: `(row index, child label)`.
+type Member = (usize, u32);
+
 /// One example after feature extraction.
 struct Row {
     features: SparseVector,
@@ -32,8 +38,8 @@ struct Row {
 
 /// What one node's training produced.
 struct NodeResult {
-    /// `(feature, category, weight)` triples of all its children.
-    weights: Vec<(u32, u16, f32)>,
+    /// Weights of all its children's classifiers.
+    weights: Vec<WeightTriple>,
     /// `(category, bias)` of each child.
     biases: Vec<(u32, f32)>,
     calibration: PlattScaling,
@@ -124,9 +130,9 @@ fn train_leaf_experts(
     occupations: &[u32],
     rows: &[Row],
     config: &TrainConfig,
-) -> Result<(Vec<(u32, u16, f32)>, Vec<f32>), TrainError> {
+) -> Result<(Vec<WeightTriple>, Vec<f32>), TrainError> {
     let class_of: HashMap<u32, u32> = occupations.iter().enumerate().map(|(k, &c)| (c, k as u32)).collect();
-    let members: Vec<(usize, u32)> = rows
+    let members: Vec<Member> = rows
         .iter()
         .enumerate()
         .filter_map(|(i, row)| row.path.last().and_then(|leaf| class_of.get(leaf)).map(|&class| (i, class)))
@@ -166,7 +172,7 @@ fn train_node(
     // Rows that pass through a category at level index `l` hold it at
     // `path[l]` and its child at `path[l + 1]`; the root's children sit at `path[0]`.
     let depth = if node == count { 0 } else { level_index + 1 };
-    let members: Vec<(usize, u32)> = rows
+    let members: Vec<Member> = rows
         .iter()
         .enumerate()
         .filter(|(_, row)| row.path.len() > depth && (node == count || row.path[depth - 1] == node as u32))
@@ -195,11 +201,11 @@ fn train_node(
 
 /// Fits the node's sigmoid on out-of-fold decision values. Falls back to
 /// the default sigmoid when the node has too few examples to split.
-fn calibrate(members: &[(usize, u32)], rows: &[Row], class_count: usize, params: &LinearSvmParams, folds: usize) -> PlattScaling {
+fn calibrate(members: &[Member], rows: &[Row], class_count: usize, params: &LinearSvmParams, folds: usize) -> PlattScaling {
     let mut scores = Vec::new();
     let mut truths = Vec::new();
     for fold in 0..folds {
-        let (held, kept): (Vec<&(usize, u32)>, Vec<&(usize, u32)>) = members.iter().partition(|(i, _)| rows[*i].fold == fold);
+        let (held, kept): (Vec<&Member>, Vec<&Member>) = members.iter().partition(|(i, _)| rows[*i].fold == fold);
         let kept_labels: Vec<u32> = kept.iter().map(|(_, label)| *label).collect();
         let distinct = {
             let mut labels = kept_labels.clone();

@@ -242,10 +242,8 @@ fn validation_figures(model: &Model, records: &[LabelledRecord]) -> ValidationFi
         let Some(code) = code else { continue };
         for level in Level::ALL {
             if let (Some(predicted), Some(truth)) = (level.prefix_of(code), level.prefix_of(record.code.trim())) {
-                if code.len() >= level.digits() {
-                    coded[level.index()] += 1;
-                    correct[level.index()] += (predicted == truth) as usize;
-                }
+                coded[level.index()] += 1;
+                correct[level.index()] += (predicted == truth) as usize;
             }
         }
     }
