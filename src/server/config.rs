@@ -4,8 +4,10 @@
 //! precedence: these defaults, the TOML file, `OCCODER_*` environment
 //! variables and command-line flags. `docs/configuration.md` lists every key.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -40,6 +42,8 @@ pub struct ServerConfig {
     pub security: SecurityConfig,
     /// Access tokens, rate limits and daily ceilings.
     pub auth: AuthConfig,
+    /// Streaming coding and asynchronous batch operations.
+    pub bulk: BulkConfig,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +58,7 @@ impl Default for ServerConfig {
             logging: LoggingConfig::default(),
             security: SecurityConfig::default(),
             auth: AuthConfig::default(),
+            bulk: BulkConfig::default(),
         }
     }
 }
@@ -180,6 +185,139 @@ pub struct SecurityConfig {
     pub expires: Option<DateTime<Utc>>,
 }
 
+/// Settings of bulk coding: the CodeStream RPC and the asynchronous
+/// operations stored under `<data_dir>/operations`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BulkConfig {
+    /// Threads of the pool that codes bulk records, separate from the pool
+    /// of synchronous calls so that those never queue behind bulk work. 0
+    /// means the number of CPUs. Default 0.
+    pub threads: usize,
+    /// Records of one CodeStream coded together as one task. Default 256.
+    pub stream_chunk_records: usize,
+    /// Maximum records of one CodeStream read from the client and not yet
+    /// passed to the response stream; the server stops reading until
+    /// responses are sent. Default 4096.
+    pub stream_max_in_flight_records: usize,
+    /// Seconds from CreateOperation within which the upload must start;
+    /// after it the operation is timed_out. Default 3600.
+    pub upload_timeout_secs: u64,
+    /// Seconds after completion (or failure) after which an operation's
+    /// input and output are deleted. Default 86400 (24 hours).
+    pub retention_secs: u64,
+    /// Maximum size in bytes of one upload. Default 5,000,000,000 (5 GB).
+    pub max_upload_bytes: u64,
+    /// Maximum length in bytes of one input line; a longer line rejects the
+    /// whole upload. Default 65536.
+    pub max_line_bytes: u64,
+    /// Operations coded at the same time. Default 1.
+    pub max_concurrent_operations: usize,
+    /// Input lines coded and checkpointed together. Default 4096.
+    pub chunk_lines: usize,
+    /// Maximum operations uploading or waiting to run. Default 64.
+    pub queue_capacity: usize,
+    /// Seconds between sweeps that apply upload timeouts and retention.
+    /// Status calls also apply them. Default 60.
+    pub sweep_interval_secs: u64,
+    /// A clock for the operation store in place of the system clock, so
+    /// that tests can move time. Set only in code, never by the file.
+    #[serde(skip)]
+    pub clock: Option<StoreClock>,
+}
+
+impl Default for BulkConfig {
+    fn default() -> BulkConfig {
+        BulkConfig {
+            threads: 0,
+            stream_chunk_records: 256,
+            stream_max_in_flight_records: 4096,
+            upload_timeout_secs: 3600,
+            retention_secs: 24 * 60 * 60,
+            max_upload_bytes: 5_000_000_000,
+            max_line_bytes: 64 * 1024,
+            max_concurrent_operations: 1,
+            chunk_lines: 4096,
+            queue_capacity: 64,
+            sweep_interval_secs: 60,
+            clock: None,
+        }
+    }
+}
+
+impl BulkConfig {
+    /// Returns the number of threads of the bulk coding pool.
+    pub fn thread_count(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+
+    fn validate(&self, max_response_bytes: usize) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        let counts = [
+            ("stream_chunk_records", self.stream_chunk_records as u64),
+            ("stream_max_in_flight_records", self.stream_max_in_flight_records as u64),
+            ("upload_timeout_secs", self.upload_timeout_secs),
+            ("retention_secs", self.retention_secs),
+            ("max_upload_bytes", self.max_upload_bytes),
+            ("max_line_bytes", self.max_line_bytes),
+            ("max_concurrent_operations", self.max_concurrent_operations as u64),
+            ("chunk_lines", self.chunk_lines as u64),
+            ("queue_capacity", self.queue_capacity as u64),
+            ("sweep_interval_secs", self.sweep_interval_secs),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, value)| *value == 0) {
+            return invalid(format!("bulk.{name} must be at least 1"));
+        }
+        if self.stream_max_in_flight_records < self.stream_chunk_records {
+            return invalid(format!(
+                "bulk.stream_max_in_flight_records ({}) must be at least bulk.stream_chunk_records ({})",
+                self.stream_max_in_flight_records, self.stream_chunk_records
+            ));
+        }
+        // An invalid line is echoed in its error line, and JSON escaping can
+        // make each byte up to 6 bytes long (\u0000), so the longest output
+        // line must still fit in one DownloadOperationOutput message.
+        let longest_output = self.max_line_bytes.saturating_mul(6).saturating_add(1024);
+        if longest_output > max_response_bytes as u64 {
+            return invalid(format!(
+                "bulk.max_line_bytes ({}) is too large for limits.max_response_bytes ({max_response_bytes}); \
+                 an error line can be 6 times as long as its input line, so keep max_line_bytes at most \
+                 (max_response_bytes - 1024) / 6",
+                self.max_line_bytes
+            ));
+        }
+        for (name, secs) in [("upload_timeout_secs", self.upload_timeout_secs), ("retention_secs", self.retention_secs)] {
+            if secs > MAX_DURATION_SECS {
+                return invalid(format!("bulk.{name} must be at most {MAX_DURATION_SECS} (100 years)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Upper bound of configured durations, which keeps them within chrono's range.
+const MAX_DURATION_SECS: u64 = 100 * 365 * 24 * 3600;
+
+/// The clock of the operation store when [`BulkConfig::clock`] replaces the
+/// system clock. Two values are equal when they share the same clock.
+#[derive(Clone)]
+pub struct StoreClock(pub Arc<dyn occoder_operations::Clock>);
+
+impl fmt::Debug for StoreClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreClock")
+    }
+}
+
+impl PartialEq for StoreClock {
+    fn eq(&self, other: &StoreClock) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 /// A configuration that cannot be used, with the key to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -222,6 +360,7 @@ impl ServerConfig {
         if !self.security.contact.is_empty() && self.security.expires.is_none() {
             return invalid("security.expires (RFC 3339 time) is required when security.contact is set".into());
         }
+        self.bulk.validate(self.limits.max_response_bytes)?;
         if self.dev && !self.listen.ip().is_loopback() {
             return invalid(format!(
                 "development mode listens on loopback only, but the listen address is {}; \

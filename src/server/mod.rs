@@ -9,6 +9,7 @@ pub mod bulk;
 mod coder;
 pub mod config;
 pub mod errors;
+mod operations;
 mod request_id;
 mod state;
 mod token;
@@ -218,6 +219,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     tokio::spawn(load_models(Arc::clone(&state), health.clone(), readiness_sender, shutdown.clone()));
 
     let drain_timeout = limits.drain_timeout();
+    let bulk_state = Arc::clone(&state);
     let task = tokio::spawn(async move {
         let flusher = access.spawn_quota_flusher();
         let stop_requested = wait_for_shutdown(shutdown_signal.clone());
@@ -244,6 +246,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
             }
         };
 
+        bulk_state.bulk.shutdown().await;
         drop(flusher);
         if let Err(error) = access.flush() {
             tracing::error!(%error, "failed to write the daily request counts at shutdown");
@@ -302,8 +305,9 @@ async fn load_models(
                 Some(format!("no model could be loaded from {dir}; add *.occm files or set --models"))
             } else {
                 tracing::info!(models = registry.all().len(), millis = started.elapsed().as_millis() as u64, "models loaded; serving");
+                let opened = state.bulk.open(&state.config.bulk, &state.config.data_dir, &registry).await;
                 state.set_models(registry);
-                None
+                opened.err().map(|error| format!("failed to open the operation store: {error:#}"))
             }
         }
         Ok(Err(error)) => Some(format!("failed to load models: {error}")),

@@ -16,12 +16,15 @@ pub struct ServerState {
     /// Set once, when model loading at start has finished.
     models: OnceLock<ModelRegistry>,
     coding_slots: Arc<Semaphore>,
+    /// The bulk coding pool and the operation store, opened once the models
+    /// are loaded.
+    pub bulk: super::operations::BulkState,
 }
 
 impl ServerState {
     pub fn new(config: ServerConfig, access: Arc<AccessControl>) -> ServerState {
         let coding_slots = Arc::new(Semaphore::new(config.limits.coding_slots()));
-        ServerState { config, access, models: OnceLock::new(), coding_slots }
+        ServerState { config, access, models: OnceLock::new(), coding_slots, bulk: Default::default() }
     }
 
     /// The loaded models, or UNAVAILABLE while they are still loading.
