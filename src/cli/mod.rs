@@ -1,5 +1,6 @@
 //! Command-line interface. Each subcommand lives in its own module.
 
+mod batch;
 mod clients;
 mod code;
 mod evaluate;
@@ -34,6 +35,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage the API clients of a server's data directory.
     Clients(clients::ClientsArgs),
+    /// Submit, check and download asynchronous operations on a running server.
+    Batch(batch::BatchArgs),
 }
 
 /// Directory searched for models when `--models` is not given: `models/`
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Models(args) => models::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Clients(args) => clients::run(args),
+        Command::Batch(args) => batch::run(args),
     };
     match result {
         Ok(code) => code,
