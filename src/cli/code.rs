@@ -33,7 +33,7 @@ pub struct CodeArgs {
     /// the name ends in .csv; `-` reads JSON Lines from standard input.
     #[arg(long)]
     input: Option<PathBuf>,
-    /// Where to write one JSON line per input record; `-` (the default) is
+    /// Output file, one JSON line per input record; `-` (the default) is
     /// standard output.
     #[arg(long, default_value = "-", requires = "input")]
     output: PathBuf,

@@ -23,7 +23,7 @@ pub struct TrainArgs {
     /// are built from the classification data.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Where to write the model file.
+    /// Model file to write.
     #[arg(long)]
     out: PathBuf,
     /// Seed of every random choice; the same seed and data give the same model weights.

@@ -62,7 +62,7 @@ struct CorrespondenceRow {
     anzsco_code: String,
 }
 
-/// Where the classification files come from: a directory on disk, or the
+/// The origin of the classification files: a directory on disk, or the
 /// copies compiled into the binary.
 pub(crate) enum Source<'a> {
     Directory(&'a Path),

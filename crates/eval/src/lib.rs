@@ -27,7 +27,7 @@ use rayon::prelude::*;
 pub use coders::{FlatSvm, HsvmCoder, TitleMatcher};
 pub use curve::{CurvePoint, write_curve_csv, write_curve_svg};
 
-/// What a coder returns for one record.
+/// A coder's output for one record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
     /// Best code of each level from 1-digit to 6-digit, when the coder has

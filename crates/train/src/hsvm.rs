@@ -36,7 +36,7 @@ struct Row {
     fold: usize,
 }
 
-/// What one node's training produced.
+/// The outcome of training one node.
 struct NodeResult {
     /// Weights of all its children's classifiers.
     weights: Vec<WeightTriple>,
