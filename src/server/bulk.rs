@@ -440,6 +440,7 @@ async fn read_code_stream(
     let mut message_number = 1u64;
     loop {
         let permit = tokio::select! {
+            // Configuration checks keep chunk_records at most 1,000,000.
             permit = Arc::clone(&permits).acquire_many_owned(settings.chunk_records as u32) => match permit {
                 Ok(permit) => permit,
                 Err(_) => return,

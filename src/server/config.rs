@@ -271,6 +271,9 @@ impl BulkConfig {
         if let Some((name, _)) = counts.iter().find(|(_, value)| *value == 0) {
             return invalid(format!("bulk.{name} must be at least 1"));
         }
+        if self.stream_max_in_flight_records > MAX_IN_FLIGHT_RECORDS {
+            return invalid(format!("bulk.stream_max_in_flight_records must be at most {MAX_IN_FLIGHT_RECORDS}"));
+        }
         if self.stream_max_in_flight_records < self.stream_chunk_records {
             return invalid(format!(
                 "bulk.stream_max_in_flight_records ({}) must be at least bulk.stream_chunk_records ({})",
@@ -297,6 +300,10 @@ impl BulkConfig {
         Ok(())
     }
 }
+
+/// Upper bound of `bulk.stream_max_in_flight_records`, which keeps a
+/// stream's read-ahead buffer at a few hundred megabytes at most.
+const MAX_IN_FLIGHT_RECORDS: usize = 1_000_000;
 
 /// Upper bound of configured durations, which keeps them within chrono's range.
 const MAX_DURATION_SECS: u64 = 100 * 365 * 24 * 3600;
@@ -440,6 +447,31 @@ mod tests {
 
         config.listen = "0.0.0.0:50051".parse().unwrap();
         assert!(config.validate().unwrap_err().to_string().contains("loopback"));
+    }
+
+    #[test]
+    fn bulk_limits_are_checked() {
+        let cases: [(&str, fn(&mut BulkConfig), &str); 4] = [
+            ("zero chunk", |bulk| bulk.chunk_lines = 0, "bulk.chunk_lines"),
+            ("long lines", |bulk| bulk.max_line_bytes = 1 << 20, "bulk.max_line_bytes"),
+            ("in flight below chunk", |bulk| bulk.stream_max_in_flight_records = 10, "stream_chunk_records"),
+            ("huge read-ahead", |bulk| bulk.stream_max_in_flight_records = 2_000_000, "at most 1000000"),
+        ];
+        for (case, change, fragment) in cases {
+            let mut config = ServerConfig::default();
+            change(&mut config.bulk);
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(fragment), "{case}: {error}");
+        }
+    }
+
+    #[test]
+    fn bulk_table_parses() {
+        let config = ServerConfig::from_toml("[bulk]\nretention_secs = 60\nthreads = 1\n").unwrap();
+
+        assert_eq!(config.bulk.retention_secs, 60);
+        assert_eq!(config.bulk.thread_count(), 1);
+        assert!(config.validate().is_ok());
     }
 
     #[test]
