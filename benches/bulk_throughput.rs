@@ -6,7 +6,9 @@
 //!   request message to the last response;
 //! - through an asynchronous operation: the upload, the coding (the
 //!   operation's `processing_millis`), the download, and records per second
-//!   from the start of the upload to the end of the download.
+//!   from the start of the upload to the end of the download. While the
+//!   operation codes, one synchronous `Coder.Code` call per status poll
+//!   measures how long a synchronous call takes meanwhile.
 //!
 //! The client runs on the same machine and in the same process, so it takes
 //! CPU time from the server. Run with
@@ -19,6 +21,7 @@ use anyhow::{Context, bail};
 use occoder::proto::v1 as pb;
 use occoder::proto::v1::auth_client::AuthClient;
 use occoder::proto::v1::bulk_coder_client::BulkCoderClient;
+use occoder::proto::v1::coder_client::CoderClient;
 use occoder::server::{self, ServerConfig};
 use occoder_auth::{ClientRegistry, Role};
 use tonic::Request;
@@ -116,9 +119,10 @@ fn main() -> anyhow::Result<()> {
             .await?
             .into_inner()
             .access_token;
-        let mut bulk = BulkCoderClient::new(channel).max_decoding_message_size(64 << 20);
+        let mut bulk = BulkCoderClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+        let mut coder = CoderClient::new(channel);
         run_stream(&mut bulk, &token, records).await?;
-        run_operation(&mut bulk, &token, records).await
+        run_operation(&mut bulk, &mut coder, &token, records).await
     })?;
 
     server_runtime.block_on(handle.shutdown())?;
@@ -149,7 +153,12 @@ async fn run_stream(bulk: &mut BulkCoderClient<Channel>, token: &str, records: u
     Ok(())
 }
 
-async fn run_operation(bulk: &mut BulkCoderClient<Channel>, token: &str, records: usize) -> anyhow::Result<()> {
+async fn run_operation(
+    bulk: &mut BulkCoderClient<Channel>,
+    coder: &mut CoderClient<Channel>,
+    token: &str,
+    records: usize,
+) -> anyhow::Result<()> {
     let mut input = String::new();
     for index in 0..records {
         input.push_str(&json_line(index));
@@ -172,16 +181,24 @@ async fn run_operation(bulk: &mut BulkCoderClient<Channel>, token: &str, records
     bulk.upload_operation_input(bearer(tokio_stream::iter(messages), token)).await?;
     let uploaded = started.elapsed();
 
+    let mut sync_latencies = Vec::new();
     loop {
         let request = pb::GetOperationRequest { topic: "osca".into(), operation_id: id.clone() };
         let status = bulk.get_operation(bearer(request, token)).await?.into_inner();
         match status.operation_status() {
-            pb::OperationState::InProgress => tokio::time::sleep(Duration::from_millis(100)).await,
+            pb::OperationState::InProgress => {
+                let request = pb::CodeRequest { topic: "osca".into(), record: Some(record(0)), ..Default::default() };
+                let call_started = Instant::now();
+                coder.code(bearer(request, token)).await?;
+                sync_latencies.push(call_started.elapsed());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             pb::OperationState::Complete => break,
             other => bail!("operation {id} ended {other:?}: {}", status.message),
         }
     }
     let coded = started.elapsed();
+    sync_latencies.sort();
 
     let request = pb::DownloadOperationOutputRequest { topic: "osca".into(), operation_id: id.clone() };
     let mut stream = bulk.download_operation_output(bearer(request, token)).await?.into_inner();
@@ -207,6 +224,14 @@ async fn run_operation(bulk: &mut BulkCoderClient<Channel>, token: &str, records
     );
     println!("operation coding: {records} records in {:.2} s: {}", processing.as_secs_f64(), rate(records, processing));
     println!("operation download: {lines} lines in {:.2} s", (finished - coded).as_secs_f64());
+    if let (Some(median), Some(max)) = (sync_latencies.get(sync_latencies.len() / 2), sync_latencies.last()) {
+        println!(
+            "Coder.Code of one record during the operation: {} calls, median {:.1} ms, max {:.1} ms",
+            sync_latencies.len(),
+            median.as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3
+        );
+    }
     println!(
         "operation end to end (upload, coding, download): {:.2} s: {}",
         finished.as_secs_f64(),
