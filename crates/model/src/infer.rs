@@ -85,16 +85,16 @@ impl Model {
                 continue;
             }
 
-            let mut result: Vec<usize> = categories
+            // The categories with the chosen one's parent are that parent's
+            // children (the root's for major groups), in index order.
+            let parent = categories[chosen].parent.map_or(categories.len(), |parent| parent as usize);
+            let mut result: Vec<usize> = self.children[parent]
                 .iter()
-                .enumerate()
-                .filter(|(index, category)| {
-                    category.level == level
-                        && category.parent == categories[chosen].parent
-                        && category.is_returnable()
-                        && confidence[*index] >= threshold
+                .map(|&sibling| sibling as usize)
+                .filter(|&index| {
+                    let category = &categories[index];
+                    category.level == level && category.is_returnable() && confidence[index] >= threshold
                 })
-                .map(|(index, _)| index)
                 .collect();
             result.sort_by(|&a, &b| confidence[b].total_cmp(&confidence[a]).then(a.cmp(&b)));
             result.truncate(options.suggestions.max(1));
@@ -122,11 +122,7 @@ impl Model {
     pub fn best_per_level(&self, confidence: &[f32]) -> [Option<usize>; 5] {
         let categories = &self.parts.categories;
         let mut best: [Option<usize>; 5] = [None; 5];
-        let occupation = (0..categories.len())
-            .filter(|&index| categories[index].level == Level::Occupation)
-            .max_by(|&a, &b| confidence[a].total_cmp(&confidence[b]).then(b.cmp(&a)));
-
-        let mut next = occupation;
+        let mut next = self.best_occupation(confidence);
         while let Some(index) = next {
             let category = &categories[index];
             if category.is_returnable() {
@@ -140,18 +136,42 @@ impl Model {
     /// The `count` most confident 6-digit codes, best first; ties go to the
     /// lower code.
     pub fn top_occupations(&self, confidence: &[f32], count: usize) -> Vec<CodedRecord> {
-        let mut occupations: Vec<usize> = (0..self.parts.categories.len())
-            .filter(|&index| self.parts.categories[index].level == Level::Occupation)
-            .collect();
-        let count = count.min(occupations.len());
         if count == 0 {
             return Vec::new();
         }
-        let by_confidence = |a: &usize, b: &usize| confidence[*b].total_cmp(&confidence[*a]).then(a.cmp(b));
-        occupations.select_nth_unstable_by(count - 1, by_confidence);
-        occupations.truncate(count);
-        occupations.sort_by(by_confidence);
-        occupations.into_iter().map(|index| self.coded_record(index, confidence)).collect()
+        // `top` stays sorted best first, so one scan with insertions finds
+        // the best `count` without collecting every occupation.
+        let better = |a: usize, b: usize| confidence[a].total_cmp(&confidence[b]).then(b.cmp(&a)).is_gt();
+        let mut top: Vec<usize> = Vec::with_capacity(count + 1);
+        for (index, category) in self.parts.categories.iter().enumerate() {
+            if category.level != Level::Occupation {
+                continue;
+            }
+            if top.len() == count && top.last().is_some_and(|&last| !better(index, last)) {
+                continue;
+            }
+            let position = top.partition_point(|&kept| better(kept, index));
+            top.insert(position, index);
+            top.truncate(count);
+        }
+        top.into_iter().map(|index| self.coded_record(index, confidence)).collect()
+    }
+
+    /// Returns the occupation with the maximum confidence by
+    /// [`f32::total_cmp`]; ties go to the lower index.
+    fn best_occupation(&self, confidence: &[f32]) -> Option<usize> {
+        let categories = &self.parts.categories;
+        assert!(confidence.len() >= categories.len(), "{} confidences for {} categories", confidence.len(), categories.len());
+        let mut best: Option<usize> = None;
+        let mut best_key = i32::MIN;
+        for (index, (category, &value)) in categories.iter().zip(confidence).enumerate() {
+            let key = total_order_key(value);
+            if category.level == Level::Occupation && (key > best_key || best.is_none()) {
+                best = Some(index);
+                best_key = key;
+            }
+        }
+        best
     }
 
     fn coded_record(&self, index: usize, confidence: &[f32]) -> CodedRecord {
@@ -170,9 +190,7 @@ impl Model {
 
         scratch.scores.clear();
         scratch.scores.extend_from_slice(&self.parts.biases);
-        for (feature, value) in scratch.features.iter() {
-            self.parts.weights.accumulate(feature, value, &mut scratch.scores);
-        }
+        self.parts.weights.accumulate_vector(&scratch.features, &mut scratch.scores);
 
         scratch.confidence.clear();
         scratch.confidence.resize(count, 0.0);
@@ -197,14 +215,20 @@ impl Model {
         let max_score = expert_scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let (path_weight, temperature) = (self.parts.path_weight, self.parts.leaf_temperature);
 
+        // blend = path^w × exp((1 - w) × (score - max) / T), where w is the
+        // path weight. The common weight 0.5 takes a square root instead
+        // of a logarithm; the two forms differ only by rounding.
+        let score_factor = (1.0 - path_weight) / temperature;
         scratch.blended.clear();
         let mut total = 0.0f32;
         for (&category, &score) in self.parts.leaf_experts.iter().zip(expert_scores) {
             let path = scratch.confidence[category as usize];
-            let blend = if path >= PATH_FLOOR {
-                (path_weight * path.ln() + (1.0 - path_weight) * (score - max_score) / temperature).exp()
-            } else {
+            let blend = if path < PATH_FLOOR {
                 0.0
+            } else if path_weight == 0.5 {
+                path.sqrt() * fast_exp((score - max_score) * score_factor)
+            } else {
+                fast_exp(path_weight * path.ln() + (score - max_score) * score_factor)
             };
             scratch.blended.push(blend);
             total += blend;
@@ -233,12 +257,342 @@ impl Model {
         let sigmoid = self.parts.calibration[node];
         let mut sum = 0.0;
         for &child in children {
-            let probability = sigmoid.probability(scratch.scores[child as usize]).max(f32::MIN_POSITIVE);
+            let probability = sigmoid_probability(sigmoid, scratch.scores[child as usize]).max(f32::MIN_POSITIVE);
             scratch.confidence[child as usize] = probability;
             sum += probability;
         }
+        let scale = node_confidence / sum;
         for &child in children {
-            scratch.confidence[child as usize] *= node_confidence / sum;
+            scratch.confidence[child as usize] *= scale;
         }
+    }
+}
+
+/// Maps `value` to an integer that orders like [`f32::total_cmp`].
+#[inline(always)]
+fn total_order_key(value: f32) -> i32 {
+    let bits = value.to_bits() as i32;
+    bits ^ (((bits >> 31) as u32) >> 1) as i32
+}
+
+/// Computes [`PlattScaling::probability`](occoder_svm::PlattScaling::probability)
+/// with [`fast_exp`]: `1 / (1 + exp(a × score + b))`.
+#[inline(always)]
+fn sigmoid_probability(sigmoid: occoder_svm::PlattScaling, score: f32) -> f32 {
+    1.0 / (1.0 + fast_exp(sigmoid.a * score + sigmoid.b))
+}
+
+/// Computes `e^x` for `x` in [-87, 88], inlined so that the loops over children and
+/// occupations need no call into libm. Outside that range it returns
+/// `e^-87` or `e^88` in place of values nearer 0 or infinity. Sigmoids
+/// clamp their result to `f32::MIN_POSITIVE` either way. In the blend this
+/// changes only occupations whose leaf expert scores more than 52 below
+/// the best one (at temperature 0.3 and path weight 0.5), whose confidence
+/// stays below 1e-30 unless every occupation is that far below.
+///
+/// The argument is split as `x = n ln 2 + r` with `|r| <= ln 2 / 2`, and
+/// `e^r` is the degree-6 polynomial of the Cephes library's `expf`
+/// (Stephen Moshier), whose relative error is below 2e-7 on that interval.
+#[inline(always)]
+fn fast_exp(x: f32) -> f32 {
+    const LN2_HIGH: f32 = 0.693_359_4;
+    const LN2_LOW: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5 × 2^23 rounds to the nearest integer
+    // without `f32::round`, which is a libm call on baseline x86-64.
+    const ROUNDING: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUNDING) - ROUNDING;
+    let r = x - n * LN2_HIGH - n * LN2_LOW;
+    let polynomial = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let e_r = polynomial * r * r + r + 1.0;
+    // n is in [-126, 127], so n + 127 is a valid biased exponent of 2^n.
+    let power = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    e_r * power
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use occoder_classification::TopicId;
+    use occoder_svm::PlattScaling;
+    use occoder_text::FeatureConfig;
+
+    use super::*;
+    use crate::{FeatureWeights, ModelCategory, ModelMetadata, ModelParts, TrainingSummary};
+
+    /// Largest difference in any confidence that the optimised coding may
+    /// have from the reference.
+    const TOLERANCE: f32 = 1e-5;
+
+    /// Small deterministic generator (splitmix64), so the tests need no
+    /// random number crate.
+    struct SplitMix(u64);
+
+    impl SplitMix {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, bound: usize) -> usize {
+            (self.next() % bound as u64) as usize
+        }
+
+        /// Uniform in `[low, high)`.
+        fn uniform(&mut self, low: f32, high: f32) -> f32 {
+            low + (high - low) * (self.next() >> 40) as f32 / (1u64 << 24) as f32
+        }
+    }
+
+    /// Computes every category's confidence the plain way: every posting
+    /// found by binary search, every child's sigmoid, and the blend with
+    /// `ln` and `exp` for each occupation.
+    fn reference_confidences(model: &Model, record: &Record) -> Vec<f32> {
+        let parts = &model.parts;
+        let count = parts.categories.len();
+        let features = model.featurizer.features(&record.occp_text, &record.tasks_text);
+
+        let mut scores = parts.biases.clone();
+        for (feature, value) in features.iter() {
+            for (classifier, weight) in parts.weights.postings_by_search(feature) {
+                scores[classifier] += value * weight;
+            }
+        }
+
+        let mut confidence = vec![0.0f32; count];
+        let expand = |node: usize, node_confidence: f32, confidence: &mut Vec<f32>| {
+            let children = &model.children[node];
+            if children.len() == 1 {
+                confidence[children[0] as usize] = node_confidence;
+                return;
+            }
+            let probabilities: Vec<f32> = children
+                .iter()
+                .map(|&child| parts.calibration[node].probability(scores[child as usize]).max(f32::MIN_POSITIVE))
+                .collect();
+            let sum: f32 = probabilities.iter().sum();
+            for (&child, probability) in children.iter().zip(probabilities) {
+                confidence[child as usize] = probability * (node_confidence / sum);
+            }
+        };
+        expand(count, 1.0, &mut confidence);
+        for node in 0..count {
+            if confidence[node] >= PATH_FLOOR && !model.children[node].is_empty() {
+                let node_confidence = confidence[node];
+                expand(node, node_confidence, &mut confidence);
+            }
+        }
+        if parts.leaf_experts.is_empty() {
+            return confidence;
+        }
+
+        let expert_scores = &scores[count..];
+        let max_score = expert_scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let blended: Vec<f32> = parts
+            .leaf_experts
+            .iter()
+            .zip(expert_scores)
+            .map(|(&category, &score)| {
+                let path = confidence[category as usize];
+                if path < PATH_FLOOR {
+                    return 0.0;
+                }
+                let log_blend =
+                    parts.path_weight * path.ln() + (1.0 - parts.path_weight) * (score - max_score) / parts.leaf_temperature;
+                log_blend.exp()
+            })
+            .collect();
+        let total: f32 = blended.iter().sum();
+        let mut blended_confidence = vec![0.0f32; count];
+        for (&category, blend) in parts.leaf_experts.iter().zip(blended) {
+            blended_confidence[category as usize] = blend / total;
+        }
+        for index in (0..count).rev() {
+            if let Some(parent) = parts.categories[index].parent {
+                blended_confidence[parent as usize] += blended_confidence[index];
+            }
+        }
+        blended_confidence
+    }
+
+    /// Builds a random model with the shape of a classification: 4 major
+    /// groups, each level splitting into 1 to 4 groups (so some nodes have
+    /// one child), one leaf expert per occupation and weights on the
+    /// features of a vocabulary of 300 made-up words.
+    fn random_model(seed: u64) -> (Model, Vec<String>) {
+        let mut rng = SplitMix(seed);
+        let vocabulary: Vec<String> = (0..300)
+            .map(|_| (0..3 + rng.below(6)).map(|_| (b'a' + rng.below(26) as u8) as char).collect())
+            .collect();
+
+        let mut categories: Vec<ModelCategory> = Vec::new();
+        let mut frontier: Vec<Option<u32>> = vec![None];
+        for level in Level::ALL {
+            let mut next = Vec::new();
+            for &parent in &frontier {
+                let children = if level == Level::Major { 4 } else { 1 + rng.below(4) };
+                for _ in 0..children {
+                    let parent_code = parent.map_or(String::new(), |p: u32| categories[p as usize].code.clone());
+                    let digits = if level == Level::Occupation { 2 } else { 1 };
+                    let code = format!("{parent_code}{:0digits$}", 1 + categories.len() % 9);
+                    categories.push(ModelCategory { code, title: format!("category {}", categories.len()), level, parent });
+                    next.push(Some(categories.len() as u32 - 1));
+                }
+            }
+            frontier = next;
+        }
+        // Parents come before children, as Model::from_parts requires, but
+        // the order above is level by level; no reordering is needed.
+        let count = categories.len();
+        let leaf_experts: Vec<u32> =
+            (0..count as u32).filter(|&index| categories[index as usize].level == Level::Occupation).collect();
+        let classifiers = count + leaf_experts.len();
+
+        let featurizer = occoder_text::Featurizer::new(FeatureConfig::default());
+        let mut triples = Vec::new();
+        for word in &vocabulary {
+            let features = featurizer.features(word, word);
+            for (feature, _) in features.iter() {
+                for _ in 0..1 + rng.below(40) {
+                    triples.push((feature, rng.below(classifiers) as u16, rng.uniform(-2.0, 2.0)));
+                }
+            }
+        }
+        triples.sort_by_key(|&(feature, classifier, _)| (feature, classifier));
+        triples.dedup_by_key(|&mut (feature, classifier, _)| (feature, classifier));
+
+        let parts = ModelParts {
+            metadata: ModelMetadata::new_hsvm(TopicId::Osca, 1, chrono::Utc.with_ymd_and_hms(2026, 12, 4, 0, 0, 0).unwrap()),
+            summary: TrainingSummary::default(),
+            features: FeatureConfig::default(),
+            categories,
+            biases: (0..classifiers).map(|_| rng.uniform(-1.0, 0.5)).collect(),
+            weights: FeatureWeights::build(triples),
+            calibration: (0..=count)
+                .map(|_| PlattScaling { a: rng.uniform(-6.0, -0.5), b: rng.uniform(-1.0, 1.0) })
+                .collect(),
+            leaf_experts,
+            leaf_temperature: 0.3,
+            path_weight: 0.5,
+            thresholds: [0.5, 0.45, 0.4, 0.35, 0.3],
+            vocabulary: vocabulary.clone(),
+        };
+        (Model::from_parts(parts).expect("the random model is consistent"), vocabulary)
+    }
+
+    /// Builds records of 1 to 4 title words and 0 to 8 task words, mostly
+    /// from `vocabulary`, with some unknown and misspelt words.
+    fn random_records(vocabulary: &[String], count: usize, seed: u64) -> Vec<Record> {
+        let mut rng = SplitMix(seed);
+        let words = |rng: &mut SplitMix, max: usize| -> String {
+            let n = rng.below(max + 1);
+            let mut text = Vec::with_capacity(n);
+            for _ in 0..n {
+                let mut word = vocabulary[rng.below(vocabulary.len())].clone();
+                match rng.below(10) {
+                    0 => word = "unseen".into(),
+                    1 if word.len() > 3 => {
+                        word.remove(rng.below(word.len()));
+                    }
+                    2 => word.push('s'),
+                    _ => {}
+                }
+                text.push(word);
+            }
+            text.join(" ")
+        };
+        (0..count)
+            .map(|_| {
+                let occp_text = format!("{} {}", vocabulary[rng.below(vocabulary.len())], words(&mut rng, 3));
+                Record { occp_text, tasks_text: words(&mut rng, 8) }
+            })
+            .collect()
+    }
+
+    /// Checks that `model` gives the reference confidences and the same
+    /// codes for every record.
+    fn assert_matches_reference(model: &Model, records: &[Record]) {
+        let mut scratch = Scratch::default();
+        let options = CodeOptions { suggestions: 5 };
+        for record in records {
+            let expected = reference_confidences(model, record);
+            model.compute_confidences(record, &mut scratch);
+            let actual = &scratch.confidence;
+            assert_eq!(actual.len(), expected.len());
+            for (index, (a, e)) in actual.iter().zip(&expected).enumerate() {
+                assert!((a - e).abs() <= TOLERANCE, "{record:?}: category {index} has {a}, reference {e}");
+            }
+
+            let coding = model.code_with(record, &options, &mut scratch);
+            let reference = model.decide(&expected, &options);
+            assert_eq!(coding.status, reference.status, "{record:?}");
+            assert_eq!(coding.level, reference.level, "{record:?}");
+            let codes = |coded: &[CodedRecord]| coded.iter().map(|c| c.code_category.clone()).collect::<Vec<_>>();
+            assert_eq!(codes(&coding.result), codes(&reference.result), "{record:?}");
+            assert_eq!(codes(&coding.suggestions), codes(&reference.suggestions), "{record:?}");
+        }
+    }
+
+    #[test]
+    fn fast_exp_matches_libm() {
+        let mut x = -87.0f32;
+        while x <= 88.0 {
+            let (fast, libm) = (fast_exp(x), x.exp());
+            assert!(((fast - libm) / libm).abs() < 5e-7, "exp({x}) = {fast}, libm {libm}");
+            x += 0.0137;
+        }
+    }
+
+    #[test]
+    fn fast_exp_saturates_outside_range() {
+        assert_eq!(fast_exp(-1000.0), fast_exp(-87.0));
+        assert_eq!(fast_exp(1000.0), fast_exp(88.0));
+        assert!(fast_exp(88.0).is_finite());
+        assert!(fast_exp(-87.0) > 0.0);
+    }
+
+    #[test]
+    fn total_order_key_orders_like_total_cmp() {
+        let values = [f32::NEG_INFINITY, -1.0, -0.0, 0.0, f32::MIN_POSITIVE, 0.5, 1.0, f32::INFINITY, f32::NAN];
+        for a in values {
+            for b in values {
+                assert_eq!(total_order_key(a).cmp(&total_order_key(b)), a.total_cmp(&b), "{a} against {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn random_models_match_reference() {
+        for seed in 1..=3 {
+            let (model, vocabulary) = random_model(seed);
+            let records = random_records(&vocabulary, 2_000, seed + 100);
+            assert_matches_reference(&model, &records);
+        }
+    }
+
+    /// The shipped OSCA model, when present, against records made of its
+    /// category titles and vocabulary.
+    #[test]
+    fn shipped_model_matches_reference() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/osca-2024-v1.occm");
+        if !path.exists() {
+            eprintln!("skipped: {} is missing", path.display());
+            return;
+        }
+        let model = crate::file::load(&path).expect("the shipped model loads");
+        let vocabulary = &model.parts().vocabulary;
+        let mut records: Vec<Record> = model
+            .categories()
+            .iter()
+            .map(|category| Record { occp_text: category.title.clone(), tasks_text: String::new() })
+            .collect();
+        records.extend(random_records(vocabulary, 3_000, 7));
+        assert_matches_reference(&model, &records);
     }
 }

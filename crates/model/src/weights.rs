@@ -10,8 +10,31 @@
 //! array of all classifiers, which stays in the L1 cache, so one pass scores
 //! the whole tree.
 
+use occoder_text::SparseVector;
+
 /// Empty slot marker in the open-addressing table.
 const EMPTY: u32 = u32::MAX;
+
+/// One weight of a posting list. Classifier and weight sit side by side,
+/// so scoring reads one array instead of two.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
+struct Posting {
+    classifier: u16,
+    /// Weight in units of [`FeatureWeights::scale`].
+    weight: i16,
+}
+
+/// One slot of the open-addressing table: a feature id and the range of
+/// its postings, so a lookup touches one cache line before the postings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Slot {
+    feature: u32,
+    start: u32,
+    end: u32,
+}
+
+const EMPTY_SLOT: Slot = Slot { feature: EMPTY, start: 0, end: 0 };
 
 /// Inverted index from feature to `(classifier, weight)` postings.
 ///
@@ -26,16 +49,13 @@ pub struct FeatureWeights {
     features: Vec<u32>,
     /// Postings of feature `k` are `posting_starts[k]..posting_starts[k + 1]`.
     posting_starts: Vec<u32>,
-    posting_classifiers: Vec<u16>,
-    posting_weights: Vec<i16>,
+    postings: Vec<Posting>,
     scale: f32,
     /// One more than the largest classifier index in the postings.
     classifier_bound: usize,
-    /// Open-addressing hash table of feature ids, rebuilt on load;
-    /// `EMPTY` marks a free slot.
-    slot_features: Vec<u32>,
-    /// For each slot, the index of its feature in `features`.
-    slot_entries: Vec<u32>,
+    /// Open-addressing hash table of feature ids, rebuilt on load; a slot
+    /// whose feature is `EMPTY` is free.
+    slots: Vec<Slot>,
 }
 
 /// The file form of [`FeatureWeights`]: ids and offsets as differences,
@@ -66,8 +86,8 @@ impl From<FeatureWeights> for StoredWeights {
         StoredWeights {
             feature_gaps,
             posting_lengths,
-            classifiers: weights.posting_classifiers,
-            weights: weights.posting_weights,
+            classifiers: weights.postings.iter().map(|posting| posting.classifier).collect(),
+            weights: weights.postings.iter().map(|posting| posting.weight).collect(),
             scale: weights.scale,
         }
     }
@@ -100,16 +120,26 @@ impl TryFrom<StoredWeights> for FeatureWeights {
             return Err(format!("weight scale {} is invalid", stored.scale));
         }
 
-        let (slot_features, slot_entries) = hash_table(&features);
+        if stored.classifiers.len() != stored.weights.len() {
+            return Err("posting arrays differ in length".into());
+        }
+        if start as usize != stored.weights.len() {
+            return Err("posting list offsets do not match the weights".into());
+        }
+
+        let postings: Vec<Posting> = stored
+            .classifiers
+            .iter()
+            .zip(&stored.weights)
+            .map(|(&classifier, &weight)| Posting { classifier, weight })
+            .collect();
         Ok(FeatureWeights {
+            slots: hash_table(&features, &posting_starts),
             features,
             posting_starts,
-            classifier_bound: classifier_bound(&stored.classifiers),
-            posting_classifiers: stored.classifiers,
-            posting_weights: stored.weights,
+            classifier_bound: classifier_bound(&postings),
+            postings,
             scale: stored.scale,
-            slot_features,
-            slot_entries,
         })
     }
 }
@@ -124,28 +154,23 @@ impl FeatureWeights {
 
         let mut features = Vec::new();
         let mut posting_starts = Vec::new();
-        let mut posting_classifiers = Vec::with_capacity(triples.len());
-        let mut posting_weights = Vec::with_capacity(triples.len());
+        let mut postings = Vec::with_capacity(triples.len());
         for (feature, classifier, weight) in triples {
             if features.last() != Some(&feature) {
                 features.push(feature);
-                posting_starts.push(posting_classifiers.len() as u32);
+                posting_starts.push(postings.len() as u32);
             }
-            posting_classifiers.push(classifier);
-            posting_weights.push((weight / scale).round() as i16);
+            postings.push(Posting { classifier, weight: (weight / scale).round() as i16 });
         }
-        posting_starts.push(posting_classifiers.len() as u32);
+        posting_starts.push(postings.len() as u32);
 
-        let (slot_features, slot_entries) = hash_table(&features);
         FeatureWeights {
+            slots: hash_table(&features, &posting_starts),
             features,
             posting_starts,
-            classifier_bound: classifier_bound(&posting_classifiers),
-            posting_classifiers,
-            posting_weights,
+            classifier_bound: classifier_bound(&postings),
+            postings,
             scale,
-            slot_features,
-            slot_entries,
         }
     }
 
@@ -156,7 +181,7 @@ impl FeatureWeights {
 
     /// Number of stored weights.
     pub fn weight_count(&self) -> usize {
-        self.posting_weights.len()
+        self.postings.len()
     }
 
     /// Adds `value × weight` to `scores[classifier]` for each posting of `feature`.
@@ -166,32 +191,67 @@ impl FeatureWeights {
     /// [`FeatureWeights::check`].
     #[inline]
     pub fn accumulate(&self, feature: u32, value: f32, scores: &mut [f32]) {
-        let Some(entry) = self.find(feature) else { return };
-        let range = self.posting_starts[entry] as usize..self.posting_starts[entry + 1] as usize;
-        let classifiers = &self.posting_classifiers[range.clone()];
-        let weights = &self.posting_weights[range];
-        assert!(self.classifier_bound <= scores.len(), "score buffer of {} for {} classifiers", scores.len(), self.classifier_bound);
+        self.check_scores(scores);
+        self.add_postings(feature, value, scores);
+    }
 
-        let value = value * self.scale;
-        for (&classifier, &weight) in classifiers.iter().zip(weights) {
-            // SAFETY: `classifier_bound` exceeds every stored classifier
-            // index, and the assertion above checked it against the length.
-            unsafe { *scores.get_unchecked_mut(classifier as usize) += value * weight as f32 };
+    /// Adds the postings of every feature of `vector`, each scaled by its
+    /// value, to `scores`: the decision values of all classifiers minus
+    /// their biases.
+    ///
+    /// # Panics
+    /// If `scores` is shorter than the number of classifiers given to
+    /// [`FeatureWeights::check`].
+    pub fn accumulate_vector(&self, vector: &SparseVector, scores: &mut [f32]) {
+        self.check_scores(scores);
+        for (&feature, &value) in vector.indices().iter().zip(vector.values()) {
+            self.add_postings(feature, value, scores);
         }
     }
 
-    fn find(&self, feature: u32) -> Option<usize> {
-        let capacity = self.slot_features.len();
+    fn check_scores(&self, scores: &[f32]) {
+        assert!(self.classifier_bound <= scores.len(), "score buffer of {} for {} classifiers", scores.len(), self.classifier_bound);
+    }
+
+    /// Adds the postings of `feature` times `value` to `scores`. Callers
+    /// check `scores` with [`FeatureWeights::check_scores`] first.
+    #[inline(always)]
+    fn add_postings(&self, feature: u32, value: f32, scores: &mut [f32]) {
+        let value = value * self.scale;
+        for posting in self.find(feature) {
+            // SAFETY: `classifier_bound` exceeds every stored classifier
+            // index, and every caller checked it against the length of
+            // `scores` with `check_scores`.
+            unsafe { *scores.get_unchecked_mut(posting.classifier as usize) += value * posting.weight as f32 };
+        }
+    }
+
+    /// Returns the `(classifier, weight)` postings of `feature`, found by
+    /// binary search instead of the hash table: the reference for tests.
+    #[cfg(test)]
+    pub(crate) fn postings_by_search(&self, feature: u32) -> Vec<(usize, f32)> {
+        let Ok(entry) = self.features.binary_search(&feature) else { return Vec::new() };
+        let range = self.posting_starts[entry] as usize..self.posting_starts[entry + 1] as usize;
+        range.map(|k| (self.postings[k].classifier as usize, self.postings[k].weight as f32 * self.scale)).collect()
+    }
+
+    /// Returns the postings of `feature`, empty when it has none.
+    #[inline(always)]
+    fn find(&self, feature: u32) -> &[Posting] {
+        let capacity = self.slots.len();
         if capacity == 0 {
-            return None;
+            return &[];
         }
         let mut slot = slot_of(feature, capacity);
         loop {
-            match self.slot_features[slot] {
-                EMPTY => return None,
-                found if found == feature => return Some(self.slot_entries[slot] as usize),
-                _ => slot = (slot + 1) & (capacity - 1),
+            let found = self.slots[slot];
+            if found.feature == feature {
+                return &self.postings[found.start as usize..found.end as usize];
             }
+            if found.feature == EMPTY {
+                return &[];
+            }
+            slot = (slot + 1) & (capacity - 1);
         }
     }
 
@@ -201,11 +261,11 @@ impl FeatureWeights {
         if self.posting_starts.len() != self.features.len() + 1 {
             return Err("posting list offsets do not match the features".into());
         }
-        if self.posting_starts.last().is_some_and(|&s| s as usize != self.posting_weights.len()) {
+        if self.posting_starts.last().is_some_and(|&s| s as usize != self.postings.len()) {
             return Err("posting list offsets do not match the weights".into());
         }
-        if self.posting_classifiers.len() != self.posting_weights.len() {
-            return Err("posting arrays differ in length".into());
+        if self.posting_starts.windows(2).any(|pair| pair[0] > pair[1]) {
+            return Err("posting list offsets decrease".into());
         }
         if self.features.contains(&EMPTY) {
             return Err(format!("feature id {EMPTY} is reserved"));
@@ -217,24 +277,23 @@ impl FeatureWeights {
     }
 }
 
-fn classifier_bound(classifiers: &[u16]) -> usize {
-    classifiers.iter().copied().max().map_or(0, |largest| largest as usize + 1)
+fn classifier_bound(postings: &[Posting]) -> usize {
+    postings.iter().map(|posting| posting.classifier).max().map_or(0, |largest| largest as usize + 1)
 }
 
 /// Builds the open-addressing table of `features`, at most half full.
-fn hash_table(features: &[u32]) -> (Vec<u32>, Vec<u32>) {
+/// Feature `k`'s postings are `posting_starts[k]..posting_starts[k + 1]`.
+fn hash_table(features: &[u32], posting_starts: &[u32]) -> Vec<Slot> {
     let capacity = (features.len() * 2).next_power_of_two().max(16);
-    let mut slot_features = vec![EMPTY; capacity];
-    let mut slot_entries = vec![0; capacity];
+    let mut slots = vec![EMPTY_SLOT; capacity];
     for (entry, &feature) in features.iter().enumerate() {
         let mut slot = slot_of(feature, capacity);
-        while slot_features[slot] != EMPTY {
+        while slots[slot].feature != EMPTY {
             slot = (slot + 1) & (capacity - 1);
         }
-        slot_features[slot] = feature;
-        slot_entries[slot] = entry as u32;
+        slots[slot] = Slot { feature, start: posting_starts[entry], end: posting_starts[entry + 1] };
     }
-    (slot_features, slot_entries)
+    slots
 }
 
 #[inline]
