@@ -225,12 +225,12 @@ fn retrain_on_labelled_file_then_evaluate() {
     let data = dir.path().join("coded.jsonl");
     let mut lines = String::new();
     let examples = [
-        ("barista", "making coffee", "431112"),
-        ("coffee maker", "espresso drinks for customers", "431112"),
-        ("bricklayer", "laying bricks", "331111"),
-        ("brick layer", "building brick walls", "331111"),
-        ("dentist", "treating teeth", "252312"),
-        ("dental surgeon", "fillings and extractions", "252312"),
+        ("barista", "making coffee", "471231"),
+        ("coffee maker", "espresso drinks for customers", "471231"),
+        ("bricklayer", "laying bricks", "371131"),
+        ("brick layer", "building brick walls", "371131"),
+        ("dentist", "treating teeth", "269232"),
+        ("dental surgeon", "fillings and extractions", "269232"),
     ];
     for round in 0..20 {
         for (title, tasks, code) in examples {
