@@ -116,9 +116,9 @@ struct Loaded {
 /// it when another process (such as the `clients` admin command) has replaced
 /// it, so removals and rotations take effect on running servers at once.
 ///
-/// NOTE: two processes that modify the registry at the same moment can lose
-/// one of the two changes, because no cross-process lock is taken. Changes
-/// within one process are serialized.
+/// Changes take an exclusive lock on `clients.json.lock` beside the file, so
+/// concurrent changes from several processes, or from several registries in
+/// one process, are applied one after another and none is lost.
 pub struct ClientRegistry {
     path: PathBuf,
     clock: Arc<dyn Clock>,
@@ -316,6 +316,10 @@ impl ClientRegistry {
         change: impl FnOnce(&mut BTreeMap<String, StoredClient>) -> Result<T, AuthError>,
     ) -> Result<T, AuthError> {
         let mut loaded = lock(&self.loaded);
+        let lock_path = self.path.with_extension("json.lock");
+        let lock_error = |source| AuthError::Io { action: "lock", path: lock_path.clone(), source };
+        let lock_file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(lock_error)?;
+        lock_file.lock().map_err(lock_error)?;
         self.refresh(&mut loaded)?;
 
         let mut clients = loaded.clients.clone();
