@@ -98,6 +98,47 @@ async fn stream_answers_each_record_in_turn() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_stops_reading_unread_client() {
+    const LIMIT: usize = 200_000;
+    let server = shared_server();
+    let token = server.token_for(Role::Partner).await;
+    let mut client = bulk_client(server).await;
+    let (sender, receiver) = mpsc::channel(64);
+    sender.send(stream_setup("osca")).await.unwrap();
+    let responses = client
+        .code_stream(authorized(ReceiverStream::new(receiver), &token))
+        .await
+        .expect("CodeStream starts")
+        .into_inner();
+
+    // Nothing reads the responses, so the server must stop reading records
+    // once its read-ahead and the transport's buffers are full.
+    let record = stream_record(&(None, "software developer".into(), "writing code and unit tests".into()));
+    let mut accepted = 0;
+    while accepted < LIMIT {
+        match tokio::time::timeout(Duration::from_secs(3), sender.send(record.clone())).await {
+            Ok(Ok(())) => accepted += 1,
+            Ok(Err(_)) => panic!("the request stream closed after {accepted} records"),
+            Err(_) => break,
+        }
+    }
+    assert!(accepted < LIMIT, "the server read all {accepted} records although no response was read");
+
+    // The abandoned stream keeps its connection's flow-control window, as
+    // HTTP/2 requires, so the next stream uses a connection of its own.
+    drop(responses);
+    drop(sender);
+    let mut client = bulk_client(server).await;
+    let messages = vec![stream_setup("osca"), record.clone(), record];
+    let mut again = client.code_stream(authorized(tokio_stream::iter(messages), &token)).await.expect("CodeStream starts").into_inner();
+    let mut answered = 0;
+    while again.message().await.expect("the new stream succeeds").is_some() {
+        answered += 1;
+    }
+    assert_eq!(answered, 2, "a new stream works while another one is blocked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_rejects_bad_setup() {
     let server = shared_server();
     let token = server.token_for(Role::Partner).await;
