@@ -1,6 +1,7 @@
 //! Server-wide behaviour over real tonic connections: health, reflection,
 //! model loading, the security contact, bulk role checks and shutdown.
 
+mod grpc_bulk_support;
 mod grpc_support;
 
 use std::path::Path;
@@ -205,21 +206,32 @@ async fn shutdown_stops_listening() {
     assert!(tokio::net::TcpStream::connect(address).await.is_err());
 }
 
-#[tokio::test]
+/// A CodeStream stays in progress until its client closes it, so the
+/// drain is tested without racing a call against the shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_call_in_progress() {
     let server = TestServer::start(|_| {}).await;
     let endpoint = server.endpoint();
-    let token = endpoint.token_for(Role::Public).await;
-    let mut coder = endpoint.coder().await;
-    let records = vec![record("software developer", "writing code and unit tests"); 300];
-    let call = tokio::spawn(async move { coder.code(authorized(code_batch("osca", records), &token)).await });
+    let token = endpoint.token_for(Role::Partner).await;
+    let mut bulk = BulkCoderClient::new(endpoint.channel().await);
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let record = grpc_bulk_support::stream_record(&(Some("1".into()), "software developer".into(), "writing code".into()));
+    sender.send(grpc_bulk_support::stream_setup("osca")).await.unwrap();
+    sender.send(record.clone()).await.unwrap();
+    let stream = tokio_stream::wrappers::ReceiverStream::new(receiver);
+    let mut responses = bulk.code_stream(authorized(stream, &token)).await.expect("CodeStream starts").into_inner();
+    let first = responses.message().await.unwrap().expect("the first record is answered");
 
-    // Give the request time to reach the server, but not to finish, before
-    // shutdown starts.
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    assert!(!call.is_finished(), "the call finished before shutdown, so nothing was drained");
-    server.handle.shutdown().await.unwrap();
-    let response = call.await.unwrap().expect("the call in progress completes").into_inner();
+    let shutdown = tokio::spawn(server.handle.shutdown());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!shutdown.is_finished(), "the server stopped while a stream was still open");
+    sender.send(record).await.unwrap();
+    let second = responses.message().await.expect("the stream survives the shutdown").expect("the second record is answered");
+    drop(sender);
+    let end = responses.message().await.expect("the stream ends cleanly");
 
-    assert_eq!(response.responses.len(), 300);
+    assert_eq!(first.code_status(), pb::CodeStatus::Successful);
+    assert_eq!(second.code_status(), pb::CodeStatus::Successful);
+    assert!(end.is_none(), "no response follows the last record");
+    shutdown.await.unwrap().expect("the server stops once the stream has ended");
 }
