@@ -314,7 +314,8 @@ fn record_problem(error: &RecordError, index: usize, field: &str) -> RecordProbl
 
 /// Fails the call when any record is bad, as the REST API does. The error
 /// reports the most basic problem found (malformed record, then invalid
-/// characters, then length) and names every bad record in its BadRequest.
+/// characters, then length) and names the first bad records in its
+/// BadRequest (see [`super::errors::MAX_LISTED_RECORDS`]).
 fn reject_bad_records(checked: &[Result<occoder_text::Record, RecordProblem>]) -> Result<(), ApiError> {
     let problems: Vec<&RecordProblem> = checked.iter().filter_map(|check| check.as_ref().err()).collect();
     let Some(kind) = problems.iter().map(|problem| problem.kind).min() else {

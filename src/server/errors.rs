@@ -28,6 +28,21 @@ pub const MODEL_TOPIC_MISMATCH: &str = "Selected model does not match the input 
 pub const NO_MODELS: &str = "No models found for topic";
 pub const INTERNAL: &str = "Error performing request";
 
+/// Maximum bad records that one error status lists, in its message and in
+/// its `BadRequest` detail.
+///
+/// The status message and details travel in the HTTP/2 trailers. Clients
+/// built on gRPC's C core (Python, C++, Ruby) fail a call whose trailers
+/// pass the core's metadata limits, a hard 16 KiB (seen with grpcio 1.85)
+/// and a soft 8 KiB above which it may fail, and report RESOURCE_EXHAUSTED
+/// in place of the server's status. All 300 records of a bad batch would
+/// pass both, so the status lists the first records and the count of the rest.
+pub const MAX_LISTED_RECORDS: usize = 10;
+
+/// Maximum characters of a request's topic or model id quoted in an error,
+/// for the same trailer size limit.
+const MAX_QUOTED_CHARS: usize = 64;
+
 /// A failed call of the coding service, before it becomes a `tonic::Status`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {
@@ -105,9 +120,10 @@ impl ApiError {
             ApiError::InvalidRequestBody { detail, .. } => format!("{INVALID_REQUEST_BODY}: {detail}"),
             ApiError::MalformedRecord { violations } => {
                 let mut message = format!("{MALFORMED_RECORD}:");
-                for violation in violations {
+                for violation in violations.iter().take(MAX_LISTED_RECORDS) {
                     message.push_str(&format!("\n{}: {}", violation.field, violation.description));
                 }
+                push_unlisted(&mut message, violations.len());
                 message
             }
             ApiError::EmptyBatch => {
@@ -115,17 +131,18 @@ impl ApiError {
             }
             ApiError::OutsideLengthLimits { lines, .. } => {
                 let mut message = OUTSIDE_LENGTH_LIMITS.to_owned();
-                for line in lines {
+                for line in lines.iter().take(MAX_LISTED_RECORDS) {
                     message.push('\n');
                     message.push_str(line);
                 }
+                push_unlisted(&mut message, lines.len());
                 message
             }
             ApiError::TopicNotFound { topic } => {
-                format!("{TOPIC_NOT_FOUND}: {topic:?}; valid topics are \"osca\" and \"anzsco\"")
+                format!("{TOPIC_NOT_FOUND}: {:?}; valid topics are \"osca\" and \"anzsco\"", quoted(topic))
             }
             ApiError::ModelNotFound { model_id } => {
-                format!("{MODEL_NOT_FOUND}: no loaded model has the id {model_id:?}; call ListModels for valid ids")
+                format!("{MODEL_NOT_FOUND}: no loaded model has the id {:?}; call ListModels for valid ids", quoted(model_id))
             }
             ApiError::ModelTopicMismatch { model_id, model_topic, topic } => {
                 format!("{MODEL_TOPIC_MISMATCH} Model {model_id} codes to {model_topic}, not {topic}.")
@@ -145,10 +162,10 @@ impl ApiError {
         let mut metadata = HashMap::new();
         match self {
             ApiError::TopicNotFound { topic } => {
-                metadata.insert("topic".to_owned(), topic.clone());
+                metadata.insert("topic".to_owned(), quoted(topic));
             }
             ApiError::ModelNotFound { model_id } => {
-                metadata.insert("model_id".to_owned(), model_id.clone());
+                metadata.insert("model_id".to_owned(), quoted(model_id));
             }
             ApiError::ModelTopicMismatch { model_id, model_topic, topic } => {
                 metadata.insert("model_id".to_owned(), model_id.clone());
@@ -178,11 +195,15 @@ impl ApiError {
         let mut details = ErrorDetails::new();
         details.set_error_info(self.reason(), ERROR_DOMAIN, self.metadata());
         details.set_request_info(request_id, "");
-        let violations: Vec<FieldViolation> = self
-            .violations()
+        let all_violations = self.violations();
+        let mut violations: Vec<FieldViolation> = all_violations
             .iter()
+            .take(MAX_LISTED_RECORDS)
             .map(|violation| FieldViolation::new(violation.field.clone(), violation.description.clone()))
             .collect();
+        if all_violations.len() > MAX_LISTED_RECORDS {
+            violations.push(FieldViolation::new("records", unlisted_note(all_violations.len())));
+        }
         if !violations.is_empty() {
             details.set_bad_request(violations);
         } else if *self == ApiError::EmptyBatch {
@@ -192,6 +213,30 @@ impl ApiError {
             details.set_retry_info(Some(std::time::Duration::from_secs(1)));
         }
         tonic::Status::with_error_details(self.code(), self.message(), details)
+    }
+}
+
+/// Returns the note for the bad records beyond [`MAX_LISTED_RECORDS`].
+fn unlisted_note(total: usize) -> String {
+    format!(
+        "{} more bad records are not listed; set per_record_errors to get an error for each record",
+        total - MAX_LISTED_RECORDS
+    )
+}
+
+fn push_unlisted(message: &mut String, total: usize) {
+    if total > MAX_LISTED_RECORDS {
+        message.push('\n');
+        message.push_str(&unlisted_note(total));
+    }
+}
+
+/// Returns `value`, cut to [`MAX_QUOTED_CHARS`] characters with `...`
+/// appended when it is longer.
+fn quoted(value: &str) -> String {
+    match value.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((end, _)) => format!("{}...", &value[..end]),
+        None => value.to_owned(),
     }
 }
 
@@ -240,6 +285,54 @@ mod tests {
         assert_eq!(status.code(), Code::Internal);
         assert_eq!(status.message(), INTERNAL);
         assert_eq!(status.get_details_request_info().unwrap().request_id, "req-1");
+    }
+
+    /// Returns the bytes that the status takes in the trailers: the message
+    /// and the base64 `grpc-status-details-bin` value, which repeats the
+    /// message.
+    fn trailer_bytes(status: &tonic::Status) -> usize {
+        status.message().len() + status.details().len().div_ceil(3) * 4
+    }
+
+    #[test]
+    fn full_bad_batch_fits_trailer_limit() {
+        let lines: Vec<String> =
+            (0..300).map(|index| format!("Record with index {index} has a total text length under 3 min")).collect();
+        let violations = (0..300).map(|index| Violation::new(format!("records[{index}].occp_text"), lines[index].clone())).collect();
+        let status = ApiError::OutsideLengthLimits { lines, violations }.to_status("req-1");
+
+        assert!(trailer_bytes(&status) < 8 * 1024, "{} bytes", trailer_bytes(&status));
+        assert!(status.message().contains("Record with index 9 has"), "{}", status.message());
+        assert!(!status.message().contains("Record with index 10 has"), "{}", status.message());
+        assert!(status.message().ends_with("290 more bad records are not listed; set per_record_errors to get an error for each record"));
+        let listed = status.get_details_bad_request().unwrap().field_violations;
+        assert_eq!(listed.len(), MAX_LISTED_RECORDS + 1);
+        assert!(listed[MAX_LISTED_RECORDS].description.starts_with("290 more"));
+    }
+
+    #[test]
+    fn malformed_batch_fits_trailer_limit() {
+        // Longer than the longest real description, which names the field and
+        // the model's input format in about 150 characters.
+        let violations =
+            (0..300).map(|index| Violation::new(format!("records[{index}].tasks_text"), "x".repeat(160))).collect();
+        let status = ApiError::MalformedRecord { violations }.to_status("req-1");
+
+        assert!(trailer_bytes(&status) < 8 * 1024, "{} bytes", trailer_bytes(&status));
+        assert!(status.message().ends_with("290 more bad records are not listed; set per_record_errors to get an error for each record"));
+    }
+
+    #[test]
+    fn long_topic_and_model_id_are_cut() {
+        let topic = ApiError::TopicNotFound { topic: "t".repeat(20_000) }.to_status("req-1");
+        let model = ApiError::ModelNotFound { model_id: "m".repeat(20_000) }.to_status("req-1");
+
+        for status in [&topic, &model] {
+            assert!(trailer_bytes(status) < 1024, "{} bytes", trailer_bytes(status));
+        }
+        assert!(topic.message().contains(&format!("\"{}...\"", "t".repeat(MAX_QUOTED_CHARS))), "{}", topic.message());
+        assert_eq!(topic.get_details_error_info().unwrap().metadata["topic"].len(), MAX_QUOTED_CHARS + 3);
+        assert_eq!(quoted("osca"), "osca");
     }
 
     #[test]
