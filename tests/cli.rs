@@ -193,6 +193,66 @@ fn stdin_to_stdout_and_csv_input() {
     assert_eq!(lines[2]["result"]["codeCategory"], "099950", "{}", lines[2]);
 }
 
+/// Codes `input` as a file named `name` and returns the output lines.
+fn code_file_lines(name: &str, input: &[u8]) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let input_path = dir.path().join(name);
+    std::fs::write(&input_path, input).unwrap();
+    let output = occoder(&["code", "--topic", "osca", "--input", input_path.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    String::from_utf8(output.stdout)
+        .expect("the output is UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each output line is JSON"))
+        .collect()
+}
+
+#[test]
+fn jsonl_bad_bytes_keep_other_lines() {
+    let input = b"\xEF\xBB\xBF{\"recordId\": \"1\", \"occp_text\": \"software developer\", \"tasks_text\": \"\"}\r\n\
+        {\"recordId\": \"2\", \"occp_text\": \"caf\xE9 manager\", \"tasks_text\": \"\"}\n\
+        {\"recordId\": \"3\", \"occp_text\": \"chef\", \"tasks_text\": \"cooking\"}\n";
+    let lines = code_file_lines("bad-bytes.jsonl", input);
+
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["recordId"], "1", "a byte order mark is ignored: {}", lines[0]);
+    assert!(lines[0].get("error").is_none(), "{}", lines[0]);
+    assert_eq!(lines[1]["recordId"], "2");
+    let error = lines[1]["error"].as_str().unwrap();
+    assert!(error.starts_with("Invalid request body: occp_text contains"), "{error}");
+    assert!(error.contains("U+FFFD"), "{error}");
+    assert_eq!(lines[2]["recordId"], "3");
+    assert!(lines[2].get("error").is_none(), "{}", lines[2]);
+}
+
+#[test]
+fn csv_bad_rows_get_error_lines() {
+    let input = b"recordId,occp_text,tasks_text\n\
+        1,software developer,writing code\n\
+        2,caf\xE9 manager,\n\
+        3,chef\n\
+        4,teacher, maths,teaching\n\
+        5,nurse,caring for patients\n";
+    let lines = code_file_lines("rows.csv", input);
+
+    assert_eq!(lines.len(), 5);
+    assert!(lines[0].get("error").is_none(), "{}", lines[0]);
+    assert_eq!(lines[1]["recordId"], "2");
+    assert!(lines[1]["error"].as_str().unwrap().contains("occp_text contains"), "{}", lines[1]);
+    assert_eq!(lines[2]["recordId"], "3");
+    assert!(lines[2]["error"].as_str().unwrap().contains("tasks_text is missing"), "{}", lines[2]);
+    assert_eq!(lines[3]["recordId"], "4");
+    assert!(lines[3]["error"].as_str().unwrap().contains("has 4 fields but the header has 3"), "{}", lines[3]);
+    assert_eq!(lines[4]["recordId"], "5");
+    assert!(lines[4].get("error").is_none(), "{}", lines[4]);
+}
+
+#[test]
+fn empty_csv_gives_no_lines() {
+    assert!(code_file_lines("empty.csv", b"").is_empty());
+}
+
 #[test]
 fn models_lists_both_topics() {
     let output = occoder(&["models", "--json"]);

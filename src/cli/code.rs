@@ -74,7 +74,7 @@ pub fn run(args: CodeArgs) -> anyhow::Result<ExitCode> {
 /// Loads the models directory and selects the model to use.
 pub(crate) fn load_model(models_dir: &Path, topic: TopicId, model_id: Option<&str>) -> anyhow::Result<Arc<Model>> {
     let (registry, failures) = ModelRegistry::load_dir(models_dir)
-        .with_context(|| format!("failed to load models; pass --models DIR or set OCCODER_MODELS"))?;
+        .context("failed to load models; pass --models DIR or set OCCODER_MODELS")?;
     for failure in &failures {
         eprintln!("warning: skipped {}: {}", failure.path.display(), failure.error);
     }
@@ -157,11 +157,14 @@ fn code_jsonl(
     progress: &ProgressBar,
     counts: &mut Counts,
 ) -> anyhow::Result<()> {
-    let mut lines = BufReader::new(reader).lines();
+    let mut lines = JsonLines::new(BufReader::new(reader));
     loop {
         let mut chunk = Vec::with_capacity(CHUNK_RECORDS);
-        for line in lines.by_ref().take(CHUNK_RECORDS) {
-            chunk.push(line.context("failed to read the input")?);
+        while chunk.len() < CHUNK_RECORDS {
+            match lines.next_line().context("failed to read the input")? {
+                Some(line) => chunk.push(line),
+                None => break,
+            }
         }
         if chunk.is_empty() {
             return Ok(());
@@ -175,6 +178,46 @@ fn code_jsonl(
     }
 }
 
+/// Lines of a JSON Lines input, read as asynchronous operations read their
+/// input: `\n` or `\r\n` ends a line, a UTF-8 byte order mark at the start
+/// is dropped, and invalid UTF-8 becomes U+FFFD. So a bad byte gives its
+/// line an error line, which names the field, and the other lines are coded.
+struct JsonLines<R> {
+    reader: R,
+    buffer: Vec<u8>,
+    at_start: bool,
+}
+
+impl<R: BufRead> JsonLines<R> {
+    fn new(reader: R) -> JsonLines<R> {
+        JsonLines { reader, buffer: Vec::new(), at_start: true }
+    }
+
+    /// Reads the next line without its line break, or `None` at the end of
+    /// the input.
+    fn next_line(&mut self) -> io::Result<Option<String>> {
+        self.buffer.clear();
+        if self.reader.read_until(b'\n', &mut self.buffer)? == 0 {
+            return Ok(None);
+        }
+        let mut line = self.buffer.as_slice();
+        if std::mem::take(&mut self.at_start) {
+            line = line.strip_prefix(UTF8_BOM).unwrap_or(line);
+        }
+        line = line.strip_suffix(b"\n").unwrap_or(line);
+        line = line.strip_suffix(b"\r").unwrap_or(line);
+        Ok(Some(String::from_utf8_lossy(line).into_owned()))
+    }
+}
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A CSV row parsed into a record, or its error line.
+type ParsedRow = Result<(Option<String>, Record), AsynchronousCodeResponse>;
+
+// A bad row's error line is its output, as in `bulk::parse_line`, so
+// boxing it would only move the allocation.
+#[allow(clippy::result_large_err)]
 fn code_csv(
     model: &Model,
     reader: Box<dyn Read>,
@@ -184,30 +227,23 @@ fn code_csv(
 ) -> anyhow::Result<()> {
     let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
     let headers: Vec<String> = csv.headers()?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    if headers.is_empty() {
+        // An empty file has no header and no rows, so no output lines.
+        return Ok(());
+    }
     let column = |names: &[&str]| headers.iter().position(|h| names.contains(&h.as_str()));
     let (Some(occp), Some(tasks)) = (column(&["occp_text"]), column(&["tasks_text"])) else {
         bail!("the CSV header must name occp_text and tasks_text columns (and optionally recordId); found {headers:?}");
     };
-    let record_id = column(&["recordid", "record_id"]);
+    let columns = CsvColumns { record_id: column(&["recordid", "record_id"]), occp, tasks, count: headers.len() };
 
-    let mut rows = csv.records();
+    let mut rows = csv.byte_records();
     loop {
-        let chunk: Vec<Result<(Option<String>, Record), AsynchronousCodeResponse>> = rows
+        let chunk: Vec<ParsedRow> = rows
             .by_ref()
             .take(CHUNK_RECORDS)
             .map(|row| match row {
-                Ok(row) => {
-                    let id = record_id.and_then(|i| row.get(i)).map(str::to_string);
-                    let record = Record::new(row.get(occp).unwrap_or(""), row.get(tasks).unwrap_or(""));
-                    match validate(&record, LengthLimit::Bulk) {
-                        Ok(()) => Ok((id, record)),
-                        Err(error) => Err(AsynchronousCodeResponse::failed(
-                            id,
-                            EchoedInput::Fields { occp_text: Some(record.occp_text), tasks_text: Some(record.tasks_text) },
-                            error.to_string(),
-                        )),
-                    }
-                }
+                Ok(row) => columns.parse(&row),
                 Err(error) => Err(AsynchronousCodeResponse::failed(
                     Some("unknown".into()),
                     EchoedInput::Raw(String::new()),
@@ -222,6 +258,66 @@ fn code_csv(
         let responses: Vec<AsynchronousCodeResponse> =
             chunk.into_par_iter().map_init(Scratch::default, |scratch, parsed| bulk::respond(model, parsed, scratch)).collect();
         write_responses(&responses, writer, progress, counts)?;
+    }
+}
+
+/// Positions of the CSV columns that records are read from, and the number
+/// of columns in the header.
+struct CsvColumns {
+    record_id: Option<usize>,
+    occp: usize,
+    tasks: usize,
+    count: usize,
+}
+
+impl CsvColumns {
+    /// Reads one row into a record and validates it with the bulk limit.
+    ///
+    /// Invalid UTF-8 becomes U+FFFD, which validation then reports with its
+    /// field. A row with a missing text column, or with more fields than the
+    /// header (usually an unquoted comma), gets an error line.
+    #[allow(clippy::result_large_err)]
+    fn parse(&self, row: &csv::ByteRecord) -> ParsedRow {
+        let field = |index: usize| row.get(index).map(|bytes| String::from_utf8_lossy(bytes).into_owned());
+        let record_id = self.record_id.and_then(field);
+        let (occp_text, tasks_text) = (field(self.occp), field(self.tasks));
+        let line = row.position().map_or(0, |position| position.line());
+
+        let problem = match (&occp_text, &tasks_text) {
+            (None, _) | (_, None) => {
+                let name = if occp_text.is_none() { "occp_text" } else { "tasks_text" };
+                Some(format!(
+                    "{name} is missing: the CSV row on line {line} has {} fields but the header has {}; \
+                     give every column, with an empty field for empty text",
+                    row.len(),
+                    self.count
+                ))
+            }
+            _ if row.len() > self.count => Some(format!(
+                "the CSV row on line {line} has {} fields but the header has {}; \
+                 put text that contains commas in double quotes",
+                row.len(),
+                self.count
+            )),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            return Err(AsynchronousCodeResponse::failed(
+                record_id,
+                EchoedInput::Fields { occp_text, tasks_text },
+                format!("Malformed record found in request: {problem}"),
+            ));
+        }
+
+        let record = Record::new(occp_text.unwrap_or_default(), tasks_text.unwrap_or_default());
+        match validate(&record, LengthLimit::Bulk) {
+            Ok(()) => Ok((record_id, record)),
+            Err(error) => Err(AsynchronousCodeResponse::failed(
+                record_id,
+                EchoedInput::Fields { occp_text: Some(record.occp_text), tasks_text: Some(record.tasks_text) },
+                error.to_string(),
+            )),
+        }
     }
 }
 
