@@ -271,6 +271,14 @@ impl BulkConfig {
         if let Some((name, _)) = counts.iter().find(|(_, value)| *value == 0) {
             return invalid(format!("bulk.{name} must be at least 1"));
         }
+        if self.threads > MAX_THREADS {
+            return invalid(format!("bulk.threads must be at most {MAX_THREADS}; 0 means one per CPU"));
+        }
+        for (name, value) in [("max_concurrent_operations", self.max_concurrent_operations), ("queue_capacity", self.queue_capacity)] {
+            if value > MAX_PERMITS {
+                return invalid(format!("bulk.{name} must be at most {MAX_PERMITS}"));
+            }
+        }
         if self.stream_max_in_flight_records > MAX_IN_FLIGHT_RECORDS {
             return invalid(format!("bulk.stream_max_in_flight_records must be at most {MAX_IN_FLIGHT_RECORDS}"));
         }
@@ -300,6 +308,16 @@ impl BulkConfig {
         Ok(())
     }
 }
+
+/// Upper bound of `bulk.threads`. Each thread is an OS thread started at
+/// launch, and with 100,000 a test server spent over ten minutes starting
+/// them and did not stop on SIGTERM.
+const MAX_THREADS: usize = 1024;
+
+/// Upper bound of the settings that size a tokio semaphore or channel,
+/// which panic above `usize::MAX >> 3` permits. The bound is far above any
+/// useful value and keeps the checks simple.
+const MAX_PERMITS: usize = 1_000_000;
 
 /// Upper bound of `bulk.stream_max_in_flight_records`, which keeps a
 /// stream's read-ahead buffer at a few hundred megabytes at most.
@@ -360,6 +378,14 @@ impl ServerConfig {
             return invalid(
                 "limits.concurrency_limit_per_connection and limits.max_concurrent_streams must be at least 1".into(),
             );
+        }
+        for (name, value) in [
+            ("concurrency_limit_per_connection", self.limits.concurrency_limit_per_connection),
+            ("max_concurrent_batches", self.limits.max_concurrent_batches),
+        ] {
+            if value > MAX_PERMITS {
+                return invalid(format!("limits.{name} must be at most {MAX_PERMITS}"));
+            }
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return invalid("set both tls.cert_file and tls.key_file to enable TLS, or neither".into());
@@ -449,17 +475,37 @@ mod tests {
         assert!(config.validate().unwrap_err().to_string().contains("loopback"));
     }
 
+    /// A named change to a configuration and a fragment of the error it must cause.
+    type InvalidCase = (&'static str, fn(&mut ServerConfig), &'static str);
+
     #[test]
     fn bulk_limits_are_checked() {
-        let cases: [(&str, fn(&mut BulkConfig), &str); 4] = [
-            ("zero chunk", |bulk| bulk.chunk_lines = 0, "bulk.chunk_lines"),
-            ("long lines", |bulk| bulk.max_line_bytes = 1 << 20, "bulk.max_line_bytes"),
-            ("in flight below chunk", |bulk| bulk.stream_max_in_flight_records = 10, "stream_chunk_records"),
-            ("huge read-ahead", |bulk| bulk.stream_max_in_flight_records = 2_000_000, "at most 1000000"),
+        let cases: [InvalidCase; 7] = [
+            ("zero chunk", |config| config.bulk.chunk_lines = 0, "bulk.chunk_lines"),
+            ("long lines", |config| config.bulk.max_line_bytes = 1 << 20, "bulk.max_line_bytes"),
+            ("in flight below chunk", |config| config.bulk.stream_max_in_flight_records = 10, "stream_chunk_records"),
+            ("huge read-ahead", |config| config.bulk.stream_max_in_flight_records = 2_000_000, "at most 1000000"),
+            ("huge pool", |config| config.bulk.threads = 100_000, "bulk.threads must be at most 1024"),
+            ("huge operations", |config| config.bulk.max_concurrent_operations = usize::MAX, "bulk.max_concurrent_operations"),
+            ("huge queue", |config| config.bulk.queue_capacity = usize::MAX, "bulk.queue_capacity"),
         ];
         for (case, change, fragment) in cases {
             let mut config = ServerConfig::default();
-            change(&mut config.bulk);
+            change(&mut config);
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(fragment), "{case}: {error}");
+        }
+    }
+
+    #[test]
+    fn semaphore_sizes_are_bounded() {
+        let cases: [InvalidCase; 2] = [
+            ("connection calls", |config| config.limits.concurrency_limit_per_connection = usize::MAX, "limits.concurrency_limit_per_connection"),
+            ("coding slots", |config| config.limits.max_concurrent_batches = usize::MAX, "limits.max_concurrent_batches"),
+        ];
+        for (case, change, fragment) in cases {
+            let mut config = ServerConfig::default();
+            change(&mut config);
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains(fragment), "{case}: {error}");
         }
