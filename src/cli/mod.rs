@@ -61,10 +61,29 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_report(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Joins an error and its causes with ": ", as `{:#}` does, but leaves out a
+/// cause whose text the message before it already ends with. Errors such as
+/// `failed to read {path}: {source}` quote their source, which anyhow would
+/// otherwise print twice.
+fn error_report(error: &anyhow::Error) -> String {
+    let mut report = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if report.ends_with(&text) {
+            continue;
+        }
+        if !report.is_empty() {
+            report.push_str(": ");
+        }
+        report.push_str(&text);
+    }
+    report
 }
 
 /// Sets up tracing to standard error, at `info` unless `RUST_LOG` says otherwise.
@@ -72,4 +91,31 @@ pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("failed to read {path}: {source}")]
+    struct ReadError {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn error_report_skips_quoted_source() {
+        let source = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let error = anyhow::Error::new(ReadError { path: "/nonexistent", source }).context("failed to load models");
+
+        assert_eq!(error_report(&error), "failed to load models: failed to read /nonexistent: No such file or directory");
+    }
+
+    #[test]
+    fn error_report_keeps_other_causes() {
+        let error = anyhow::anyhow!("disk full").context("failed to write the output");
+
+        assert_eq!(error_report(&error), "failed to write the output: disk full");
+    }
 }
