@@ -40,8 +40,60 @@ pub struct Scratch {
     text: occoder_text::Scratch,
     features: SparseVector,
     scores: Vec<f32>,
+    /// Each category's calibrated probability under its parent, before
+    /// normalisation.
+    probability: Vec<f32>,
+    /// Per node (the root last): 1 / the sum of its children's probabilities.
+    inverse_sum: Vec<f32>,
+    /// Per category, then the root: path probability, and after the blend
+    /// the confidence.
     confidence: Vec<f32>,
     blended: Vec<f32>,
+}
+
+/// Offset of an only child's sigmoid: `1 / (1 + e^-87)` rounds to exactly 1
+/// in `f32`, so an only child takes its parent's whole path probability.
+const ONLY_CHILD_OFFSET: f32 = -87.0;
+
+/// The tree as flat arrays indexed by category, so that the coding loops
+/// read contiguous memory and the compiler can vectorise them.
+pub(crate) struct Layout {
+    /// Each category's parent; the root's slot, the category count, for
+    /// major groups. Always below the category's own index or the root.
+    parent: Vec<u32>,
+    /// The slope and offset of the Platt sigmoid of each category's parent
+    /// node, applied to the category's own decision value.
+    slope: Vec<f32>,
+    offset: Vec<f32>,
+    /// Indices of the 6-digit categories, increasing.
+    occupations: Vec<u32>,
+}
+
+impl Layout {
+    /// Builds the layout of a model whose parts passed the checks of
+    /// [`Model::from_parts`]; `children` lists each node's children, the
+    /// root's last.
+    pub(crate) fn new(parts: &crate::ModelParts, children: &[Vec<u32>]) -> Layout {
+        let count = parts.categories.len();
+        let mut layout = Layout {
+            parent: Vec::with_capacity(count),
+            slope: Vec::with_capacity(count),
+            offset: Vec::with_capacity(count),
+            occupations: Vec::new(),
+        };
+        for (index, category) in parts.categories.iter().enumerate() {
+            let parent = category.parent.map_or(count, |parent| parent as usize);
+            let sigmoid = parts.calibration[parent];
+            let (slope, offset) = if children[parent].len() == 1 { (0.0, ONLY_CHILD_OFFSET) } else { (sigmoid.a, sigmoid.b) };
+            layout.parent.push(parent as u32);
+            layout.slope.push(slope);
+            layout.offset.push(offset);
+            if category.level == Level::Occupation {
+                layout.occupations.push(index as u32);
+            }
+        }
+        layout
+    }
 }
 
 impl Model {
@@ -70,6 +122,7 @@ impl Model {
     pub fn confidences(&self, record: &Record) -> Vec<f32> {
         let mut scratch = Scratch::default();
         self.compute_confidences(record, &mut scratch);
+        scratch.confidence.truncate(self.parts.categories.len());
         scratch.confidence
     }
 
@@ -143,10 +196,8 @@ impl Model {
         // the best `count` without collecting every occupation.
         let better = |a: usize, b: usize| confidence[a].total_cmp(&confidence[b]).then(b.cmp(&a)).is_gt();
         let mut top: Vec<usize> = Vec::with_capacity(count + 1);
-        for (index, category) in self.parts.categories.iter().enumerate() {
-            if category.level != Level::Occupation {
-                continue;
-            }
+        for &index in &self.layout.occupations {
+            let index = index as usize;
             if top.len() == count && top.last().is_some_and(|&last| !better(index, last)) {
                 continue;
             }
@@ -164,12 +215,13 @@ impl Model {
         assert!(confidence.len() >= categories.len(), "{} confidences for {} categories", confidence.len(), categories.len());
         let mut best: Option<usize> = None;
         let mut best_key = i32::MIN;
-        for (index, (category, &value)) in categories.iter().zip(confidence).enumerate() {
-            let key = total_order_key(value);
-            if category.level == Level::Occupation && (key > best_key || best.is_none()) {
-                best = Some(index);
-                best_key = key;
-            }
+        for &index in &self.layout.occupations {
+            let key = total_order_key(confidence[index as usize]);
+            // The first occupation always counts, even when its key is the
+            // smallest possible; later ones need a strictly larger key.
+            let better = key > best_key || best.is_none();
+            best = if better { Some(index as usize) } else { best };
+            best_key = if better { key } else { best_key };
         }
         best
     }
@@ -183,23 +235,49 @@ impl Model {
         }
     }
 
-    /// Fills `scratch.confidence` with every category's confidence.
+    /// Fills `scratch.confidence` with every category's confidence, and
+    /// one more entry for the root.
     fn compute_confidences(&self, record: &Record, scratch: &mut Scratch) {
         let count = self.parts.categories.len();
+        let layout = &self.layout;
         self.featurizer.extract(&record.occp_text, &record.tasks_text, &mut scratch.text, &mut scratch.features);
 
         scratch.scores.clear();
         scratch.scores.extend_from_slice(&self.parts.biases);
         self.parts.weights.accumulate_vector(&scratch.features, &mut scratch.scores);
 
-        scratch.confidence.clear();
-        scratch.confidence.resize(count, 0.0);
-        self.expand_node(count, 1.0, scratch);
-        for node in 0..count {
-            let node_confidence = scratch.confidence[node];
-            if node_confidence >= PATH_FLOOR && !self.children[node].is_empty() {
-                self.expand_node(node, node_confidence, scratch);
-            }
+        // Every category's probability under its parent, in one pass that
+        // the compiler vectorises.
+        scratch.probability.resize(count, 0.0);
+        let probability = &mut scratch.probability[..count];
+        let scores = &scratch.scores[..count];
+        let (slopes, offsets) = (&layout.slope[..count], &layout.offset[..count]);
+        for index in 0..count {
+            let sigmoid = 1.0 / (1.0 + fast_exp(slopes[index] * scores[index] + offsets[index]));
+            probability[index] = sigmoid.max(f32::MIN_POSITIVE);
+        }
+
+        // Each node divides its children's probabilities by their sum.
+        scratch.inverse_sum.clear();
+        scratch.inverse_sum.resize(count + 1, 0.0);
+        let inverse_sum = &mut scratch.inverse_sum[..count + 1];
+        let parents = &layout.parent[..count];
+        for index in 0..count {
+            inverse_sum[parents[index] as usize] += probability[index];
+        }
+        inverse_sum.iter_mut().for_each(|sum| *sum = 1.0 / *sum);
+
+        // Path probabilities top down, parents first. Children of a node
+        // below the floor stay at 0. Every entry is written before it is
+        // read, so the buffer needs no clearing.
+        scratch.confidence.resize(count + 1, 0.0);
+        let confidence = &mut scratch.confidence[..count + 1];
+        confidence[count] = 1.0;
+        for index in 0..count {
+            let parent = parents[index] as usize;
+            let parent_path = confidence[parent];
+            let path = probability[index] * (parent_path * inverse_sum[parent]);
+            confidence[index] = if parent_path >= PATH_FLOOR { path } else { 0.0 };
         }
 
         if !self.parts.leaf_experts.is_empty() {
@@ -211,61 +289,76 @@ impl Model {
     /// leaf expert softmax, then sums them up into the groups.
     fn blend_leaf_experts(&self, scratch: &mut Scratch) {
         let count = self.parts.categories.len();
+        let experts = &self.parts.leaf_experts;
         let expert_scores = &scratch.scores[count..];
-        let max_score = expert_scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let max_score = lane_max(expert_scores);
         let (path_weight, temperature) = (self.parts.path_weight, self.parts.leaf_temperature);
 
         // blend = path^w × exp((1 - w) × (score - max) / T), where w is the
         // path weight. The common weight 0.5 takes a square root instead
-        // of a logarithm; the two forms differ only by rounding.
+        // of a logarithm, and vectorises; the two forms differ only by
+        // rounding.
         let score_factor = (1.0 - path_weight) / temperature;
+        let confidence = &mut scratch.confidence[..count + 1];
         scratch.blended.clear();
-        let mut total = 0.0f32;
-        for (&category, &score) in self.parts.leaf_experts.iter().zip(expert_scores) {
-            let path = scratch.confidence[category as usize];
-            let blend = if path < PATH_FLOOR {
-                0.0
-            } else if path_weight == 0.5 {
-                path.sqrt() * fast_exp((score - max_score) * score_factor)
-            } else {
-                fast_exp(path_weight * path.ln() + (score - max_score) * score_factor)
-            };
-            scratch.blended.push(blend);
-            total += blend;
-        }
-
-        scratch.confidence.fill(0.0);
-        for (&category, &blend) in self.parts.leaf_experts.iter().zip(&scratch.blended) {
-            scratch.confidence[category as usize] = blend / total;
-        }
-        for index in (0..count).rev() {
-            if let Some(parent) = self.parts.categories[index].parent {
-                scratch.confidence[parent as usize] += scratch.confidence[index];
+        scratch.blended.extend(experts.iter().map(|&category| confidence[category as usize]));
+        let blended = &mut scratch.blended[..expert_scores.len()];
+        if path_weight == 0.5 {
+            for (blend, &score) in blended.iter_mut().zip(expert_scores) {
+                let path = *blend;
+                let value = path.sqrt() * fast_exp((score - max_score) * score_factor);
+                *blend = if path < PATH_FLOOR { 0.0 } else { value };
+            }
+        } else {
+            for (blend, &score) in blended.iter_mut().zip(expert_scores) {
+                let path = *blend;
+                *blend = if path < PATH_FLOOR {
+                    0.0
+                } else {
+                    fast_exp(path_weight * path.ln() + (score - max_score) * score_factor)
+                };
             }
         }
-    }
+        let inverse_total = 1.0 / lane_sum(blended);
 
-    /// Sets each child's confidence to `node_confidence` times its
-    /// normalised calibrated probability.
-    fn expand_node(&self, node: usize, node_confidence: f32, scratch: &mut Scratch) {
-        let children = &self.children[node];
-        if let [only] = children.as_slice() {
-            scratch.confidence[*only as usize] = node_confidence;
-            return;
+        confidence.fill(0.0);
+        for (&category, &blend) in experts.iter().zip(blended.iter()) {
+            confidence[category as usize] = blend * inverse_total;
         }
-
-        let sigmoid = self.parts.calibration[node];
-        let mut sum = 0.0;
-        for &child in children {
-            let probability = sigmoid_probability(sigmoid, scratch.scores[child as usize]).max(f32::MIN_POSITIVE);
-            scratch.confidence[child as usize] = probability;
-            sum += probability;
-        }
-        let scale = node_confidence / sum;
-        for &child in children {
-            scratch.confidence[child as usize] *= scale;
+        let parents = &self.layout.parent[..count];
+        for index in (0..count).rev() {
+            confidence[parents[index] as usize] += confidence[index];
         }
     }
+}
+
+/// Sums `values` in eight interleaved lanes, which the compiler keeps in
+/// vector registers; the order of additions differs from a plain loop only
+/// by rounding.
+fn lane_sum(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (lane, &value) in lanes.iter_mut().zip(chunk) {
+            *lane += value;
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
+}
+
+/// The largest of `values` by [`f32::max`], in eight interleaved lanes;
+/// negative infinity for an empty slice.
+fn lane_max(values: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for chunk in chunks {
+        for (lane, &value) in lanes.iter_mut().zip(chunk) {
+            *lane = lane.max(value);
+        }
+    }
+    lanes.iter().copied().fold(rest, f32::max)
 }
 
 /// Maps `value` to an integer that orders like [`f32::total_cmp`].
@@ -273,13 +366,6 @@ impl Model {
 fn total_order_key(value: f32) -> i32 {
     let bits = value.to_bits() as i32;
     bits ^ (((bits >> 31) as u32) >> 1) as i32
-}
-
-/// Computes [`PlattScaling::probability`](occoder_svm::PlattScaling::probability)
-/// with [`fast_exp`]: `1 / (1 + exp(a × score + b))`.
-#[inline(always)]
-fn sigmoid_probability(sigmoid: occoder_svm::PlattScaling, score: f32) -> f32 {
-    1.0 / (1.0 + fast_exp(sigmoid.a * score + sigmoid.b))
 }
 
 /// Computes `e^x` for `x` in [-87, 88], inlined so that the loops over children and
@@ -301,7 +387,8 @@ fn fast_exp(x: f32) -> f32 {
     // without `f32::round`, which is a libm call on baseline x86-64.
     const ROUNDING: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUNDING) - ROUNDING;
+    let shifted = x * std::f32::consts::LOG2_E + ROUNDING;
+    let n = shifted - ROUNDING;
     let r = x - n * LN2_HIGH - n * LN2_LOW;
     let polynomial = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
@@ -309,7 +396,10 @@ fn fast_exp(x: f32) -> f32 {
         + 0.5;
     let e_r = polynomial * r * r + r + 1.0;
     // n is in [-126, 127], so n + 127 is a valid biased exponent of 2^n.
-    let power = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // The low bits of `shifted` hold n, so the exponent needs no float to
+    // integer conversion, which would stop the loops from vectorising.
+    let n_bits = shifted.to_bits().wrapping_sub(ROUNDING.to_bits());
+    let power = f32::from_bits(n_bits.wrapping_add(127) << 23);
     e_r * power
 }
 
@@ -523,8 +613,8 @@ mod tests {
         for record in records {
             let expected = reference_confidences(model, record);
             model.compute_confidences(record, &mut scratch);
-            let actual = &scratch.confidence;
-            assert_eq!(actual.len(), expected.len());
+            let actual = &scratch.confidence[..expected.len()];
+            assert_eq!(scratch.confidence.len(), expected.len() + 1, "one confidence per category and the root");
             for (index, (a, e)) in actual.iter().zip(&expected).enumerate() {
                 assert!((a - e).abs() <= TOLERANCE, "{record:?}: category {index} has {a}, reference {e}");
             }

@@ -89,6 +89,8 @@ pub struct Model {
     featurizer: Featurizer,
     /// Children of each category, then of the root (last).
     children: Vec<Vec<u32>>,
+    /// The tree in the flat form the coding loops read.
+    layout: infer::Layout,
 }
 
 /// A model whose parts contradict each other.
@@ -152,7 +154,8 @@ impl Model {
 
         let mut featurizer = Featurizer::new(parts.features.clone());
         featurizer.warm_stem_cache(parts.vocabulary.iter().map(String::as_str));
-        Ok(Model { parts, featurizer, children })
+        let layout = infer::Layout::new(&parts, &children);
+        Ok(Model { parts, featurizer, children, layout })
     }
 
     pub fn metadata(&self) -> &ModelMetadata {

@@ -8,7 +8,8 @@
 //! training, a posting list of `(classifier, weight)` pairs. Scoring a record
 //! walks the posting lists of its features and adds into one small score
 //! array of all classifiers, which stays in the L1 cache, so one pass scores
-//! the whole tree.
+//! the whole tree. Features whose posting lists cover at least an eighth of
+//! the classifiers also get a dense row, added with vector instructions.
 
 use occoder_text::SparseVector;
 
@@ -25,16 +26,29 @@ struct Posting {
     weight: i16,
 }
 
-/// One slot of the open-addressing table: a feature id and the range of
-/// its postings, so a lookup touches one cache line before the postings.
+/// One slot of the open-addressing table: a feature id, the range of its
+/// postings and its dense row, so a lookup touches one cache line before
+/// the weights.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Slot {
     feature: u32,
     start: u32,
     end: u32,
+    /// Index of the feature's row in [`FeatureWeights::dense_rows`], or
+    /// [`NO_ROW`].
+    row: u32,
 }
 
-const EMPTY_SLOT: Slot = Slot { feature: EMPTY, start: 0, end: 0 };
+const NO_ROW: u32 = u32::MAX;
+
+const EMPTY_SLOT: Slot = Slot { feature: EMPTY, start: 0, end: 0, row: NO_ROW };
+
+/// A feature whose postings cover at least one classifier in this many
+/// also gets a dense row of all classifiers' weights. Scoring adds a dense
+/// row with vector instructions, 8 or 16 classifiers at a time, which beats
+/// scattering that many single postings; the common character n-grams
+/// that make up most of a record's postings are such features.
+const DENSE_ROW_DIVISOR: usize = 8;
 
 /// Inverted index from feature to `(classifier, weight)` postings.
 ///
@@ -56,6 +70,9 @@ pub struct FeatureWeights {
     /// Open-addressing hash table of feature ids, rebuilt on load; a slot
     /// whose feature is `EMPTY` is free.
     slots: Vec<Slot>,
+    /// Dense rows of `classifier_bound` weights each, for the features with
+    /// the longest posting lists; rebuilt on load.
+    dense_rows: Vec<i16>,
 }
 
 /// The file form of [`FeatureWeights`]: ids and offsets as differences,
@@ -133,14 +150,7 @@ impl TryFrom<StoredWeights> for FeatureWeights {
             .zip(&stored.weights)
             .map(|(&classifier, &weight)| Posting { classifier, weight })
             .collect();
-        Ok(FeatureWeights {
-            slots: hash_table(&features, &posting_starts),
-            features,
-            posting_starts,
-            classifier_bound: classifier_bound(&postings),
-            postings,
-            scale: stored.scale,
-        })
+        Ok(FeatureWeights::index(features, posting_starts, postings, stored.scale))
     }
 }
 
@@ -164,14 +174,29 @@ impl FeatureWeights {
         }
         posting_starts.push(postings.len() as u32);
 
-        FeatureWeights {
-            slots: hash_table(&features, &posting_starts),
-            features,
-            posting_starts,
-            classifier_bound: classifier_bound(&postings),
-            postings,
-            scale,
+        FeatureWeights::index(features, posting_starts, postings, scale)
+    }
+
+    /// Adds the hash table and the dense rows to the postings.
+    fn index(features: Vec<u32>, posting_starts: Vec<u32>, postings: Vec<Posting>, scale: f32) -> FeatureWeights {
+        let classifier_bound = classifier_bound(&postings);
+        let mut slots = hash_table(&features, &posting_starts);
+
+        let dense_length = (classifier_bound / DENSE_ROW_DIVISOR).max(1);
+        let mut dense_rows = Vec::new();
+        for slot in slots.iter_mut().filter(|slot| slot.feature != EMPTY) {
+            if ((slot.end - slot.start) as usize) < dense_length {
+                continue;
+            }
+            let row_start = dense_rows.len();
+            dense_rows.resize(row_start + classifier_bound, 0i16);
+            for posting in &postings[slot.start as usize..slot.end as usize] {
+                dense_rows[row_start + posting.classifier as usize] = posting.weight;
+            }
+            slot.row = (row_start / classifier_bound) as u32;
         }
+
+        FeatureWeights { features, posting_starts, postings, scale, classifier_bound, slots, dense_rows }
     }
 
     /// Number of features with postings.
@@ -217,8 +242,15 @@ impl FeatureWeights {
     /// check `scores` with [`FeatureWeights::check_scores`] first.
     #[inline(always)]
     fn add_postings(&self, feature: u32, value: f32, scores: &mut [f32]) {
+        let Some(slot) = self.find(feature) else { return };
         let value = value * self.scale;
-        for posting in self.find(feature) {
+        if slot.row != NO_ROW {
+            let width = self.classifier_bound;
+            let start = slot.row as usize * width;
+            add_row(&mut scores[..width], &self.dense_rows[start..start + width], value);
+            return;
+        }
+        for posting in &self.postings[slot.start as usize..slot.end as usize] {
             // SAFETY: `classifier_bound` exceeds every stored classifier
             // index, and every caller checked it against the length of
             // `scores` with `check_scores`.
@@ -235,21 +267,21 @@ impl FeatureWeights {
         range.map(|k| (self.postings[k].classifier as usize, self.postings[k].weight as f32 * self.scale)).collect()
     }
 
-    /// Returns the postings of `feature`, empty when it has none.
+    /// Returns the slot of `feature`, or `None` when it has no postings.
     #[inline(always)]
-    fn find(&self, feature: u32) -> &[Posting] {
+    fn find(&self, feature: u32) -> Option<&Slot> {
         let capacity = self.slots.len();
         if capacity == 0 {
-            return &[];
+            return None;
         }
         let mut slot = slot_of(feature, capacity);
         loop {
-            let found = self.slots[slot];
+            let found = &self.slots[slot];
             if found.feature == feature {
-                return &self.postings[found.start as usize..found.end as usize];
+                return Some(found);
             }
             if found.feature == EMPTY {
-                return &[];
+                return None;
             }
             slot = (slot + 1) & (capacity - 1);
         }
@@ -277,6 +309,33 @@ impl FeatureWeights {
     }
 }
 
+/// Adds `value × weights[k]` to `scores[k]` for every `k`. On x86-64
+/// processors with AVX2 the same loop runs in 256-bit registers; both forms
+/// multiply and add separately, so they give identical sums.
+#[inline(always)]
+fn add_row(scores: &mut [f32], weights: &[i16], value: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor supports AVX2, checked just above.
+        unsafe { add_row_avx2(scores, weights, value) };
+        return;
+    }
+    add_row_portable(scores, weights, value);
+}
+
+#[inline(always)]
+fn add_row_portable(scores: &mut [f32], weights: &[i16], value: f32) {
+    for (score, &weight) in scores.iter_mut().zip(weights) {
+        *score += value * weight as f32;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn add_row_avx2(scores: &mut [f32], weights: &[i16], value: f32) {
+    add_row_portable(scores, weights, value);
+}
+
 fn classifier_bound(postings: &[Posting]) -> usize {
     postings.iter().map(|posting| posting.classifier).max().map_or(0, |largest| largest as usize + 1)
 }
@@ -291,7 +350,7 @@ fn hash_table(features: &[u32], posting_starts: &[u32]) -> Vec<Slot> {
         while slots[slot].feature != EMPTY {
             slot = (slot + 1) & (capacity - 1);
         }
-        slots[slot] = Slot { feature, start: posting_starts[entry], end: posting_starts[entry + 1] };
+        slots[slot] = Slot { feature, start: posting_starts[entry], end: posting_starts[entry + 1], row: NO_ROW };
     }
     slots
 }
@@ -331,9 +390,53 @@ mod tests {
     }
 
     #[test]
+    fn dense_and_sparse_features_score_alike() {
+        // Feature 1 has postings for 30 of 64 classifiers, so it gets a
+        // dense row; feature 2 has one posting and stays sparse.
+        let mut triples: Vec<(u32, u16, f32)> = (0..30).map(|k| (1, 2 * k as u16, k as f32 / 7.0 - 2.0)).collect();
+        triples.push((2, 63, 1.5));
+        let weights = FeatureWeights::build(triples);
+        assert_eq!(weights.dense_rows.len(), 64, "one dense row of 64 classifiers");
+
+        let mut scores = vec![0.25f32; 64];
+        weights.accumulate(1, 0.5, &mut scores);
+        weights.accumulate(2, 2.0, &mut scores);
+
+        let mut expected = vec![0.25f32; 64];
+        for feature in [1, 2] {
+            let value = if feature == 1 { 0.5 } else { 2.0 };
+            for (classifier, weight) in weights.postings_by_search(feature) {
+                expected[classifier] += value * weight;
+            }
+        }
+        for (classifier, (score, want)) in scores.iter().zip(&expected).enumerate() {
+            assert!((score - want).abs() < 1e-6, "classifier {classifier}: {score} against {want}");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_row_sum_is_identical_to_portable() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            eprintln!("skipped: this processor lacks AVX2");
+            return;
+        }
+        let weights: Vec<i16> = (0..1_003).map(|k| ((k * 7_919) % 65_536 - 32_768) as i16).collect();
+        let start: Vec<f32> = (0..1_003).map(|k| k as f32 / 3.0 - 100.0).collect();
+        let (mut portable, mut vector) = (start.clone(), start);
+
+        add_row_portable(&mut portable, &weights, 0.000_123);
+        // SAFETY: AVX2 support was checked above.
+        unsafe { add_row_avx2(&mut vector, &weights, 0.000_123) };
+
+        assert_eq!(portable, vector);
+    }
+
+    #[test]
     fn check_rejects_out_of_range_category() {
         let weights = FeatureWeights::build(vec![(7, 5, 1.0)]);
 
         assert!(weights.check(3).is_err());
     }
 }
+
