@@ -248,6 +248,40 @@ async fn operation_rejects_bad_uploads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_upload_is_discarded() {
+    let server = shared_server();
+    let token = server.token_for(Role::Partner).await;
+    let mut client = bulk_client(server).await;
+    let created = create_operation(&mut client, &token).await;
+    let line = json_line(&records(1)[0]) + "\n";
+
+    // The sender stays open, so the request stream never ends cleanly.
+    // Aborting the call makes the client reset the stream with CANCEL, as a
+    // cancelled call or an expired deadline does.
+    let (sender, receiver) = mpsc::channel(4);
+    let first = pb::UploadOperationInputRequest {
+        operation_id: created.operation_id.clone(),
+        topic: "osca".into(),
+        data: line.clone().into_bytes(),
+    };
+    sender.send(first).await.unwrap();
+    let mut upload_client = client.clone();
+    let request = authorized(ReceiverStream::new(receiver), &token);
+    let call = tokio::spawn(async move { upload_client.upload_operation_input(request).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    call.abort();
+    let _ = call.await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let still = status(&mut client, &token, &created.operation_id).await.unwrap();
+    assert_eq!(still.operation_status(), pb::OperationState::AwaitingInput, "a cancelled upload is not coded: {still:?}");
+    drop(sender);
+
+    let uploaded = upload(&mut client, &token, &created.operation_id, format!("{line}{line}").into_bytes(), 1 << 20).await.unwrap();
+    assert_eq!(uploaded.total_lines, Some(2), "a new upload replaces the cancelled one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_are_isolated_by_client() {
     let server = shared_server();
     let owner = server.token_for(Role::Partner).await;

@@ -290,6 +290,13 @@ async fn receive_upload(
         };
     }
 
+    // tonic (0.14) ends a request stream without an error when the client
+    // resets it with CANCEL, which a cancelled call or an expired deadline
+    // sends, so the end of the stream may be a cancellation. hyper (1.13)
+    // checks for a reset each time the call's future is pending and then
+    // drops the future, which drops the upload and discards it. Yielding
+    // once gives hyper that check before the input is committed.
+    tokio::task::yield_now().await;
     tokio::task::spawn_blocking(move || upload.finish())
         .await
         .map_err(|error| ids.api_error(ApiError::Internal { context: format!("upload task failed: {error}") }))?
