@@ -160,8 +160,9 @@ async fn stream_rejects_bad_setup() {
     let first = responses.message().await.expect("the record before the bad message is answered").unwrap();
     assert!(first.error.is_none());
     let error = responses.message().await.unwrap_err();
-    assert_eq!(error.code(), Code::InvalidArgument);
+    grpc_support::assert_status(&error, Code::InvalidArgument, "Invalid request body", "INVALID_REQUEST_BODY", "occoder");
     assert!(error.message().contains("message 3"), "{error:?}");
+    assert_eq!(grpc_support::violation_fields(&error), ["record"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -134,7 +134,8 @@ impl BulkCoder for BulkCoderService {
             model_id = %model.metadata().model_id,
             "code stream started"
         );
-        tokio::spawn(run_code_stream(inbound, CodeStreamSettings { model, pool, chunk_records, max_in_flight }, output, ids));
+        let settings = CodeStreamSettings { model, pool, chunk_records, max_in_flight, request_id: ids.request_id.clone() };
+        tokio::spawn(run_code_stream(inbound, settings, output, ids));
         Ok(Response::new(Box::pin(ReceiverStream::new(responses))))
     }
 
@@ -348,12 +349,14 @@ async fn send_download(
     tracing::info!(request_id = %ids.request_id, client_id = %ids.client_id, %operation_id, lines = sent, expected, "download finished");
 }
 
-/// The model, pool and read-ahead limits of one CodeStream.
+/// The model, pool and read-ahead limits of one CodeStream, and its request
+/// id for the details of its errors.
 struct CodeStreamSettings {
     model: Arc<Model>,
     pool: Arc<rayon::ThreadPool>,
     chunk_records: usize,
     max_in_flight: usize,
+    request_id: String,
 }
 
 /// One step of a CodeStream, in input order: a coded chunk, or an error
@@ -399,7 +402,8 @@ async fn run_code_stream(
                 let Ok(responses) = responses.await else {
                     // The pool task ended without sending, which happens
                     // only when it panicked.
-                    let _ = output.send(Err(Status::internal(super::errors::INTERNAL))).await;
+                    let status = ApiError::Internal { context: String::new() }.to_status(&ids.request_id);
+                    let _ = output.send(Err(status)).await;
                     tracing::error!(request_id = %ids.request_id, client_id = %ids.client_id, "coding a stream chunk failed");
                     break;
                 };
@@ -476,10 +480,11 @@ async fn read_code_stream(
                     chunk.push(record);
                 }
                 Some(Ok(_)) => {
-                    failure = Some(Status::invalid_argument(format!(
-                        "Invalid request body: message {message_number} of the stream carries no `record`; \
-                         only the first message carries `setup`"
-                    )));
+                    let detail = format!(
+                        "message {message_number} of the stream carries no `record`; only the first message carries `setup`"
+                    );
+                    let error = ApiError::InvalidRequestBody { violations: vec![super::errors::Violation::new("record", detail.clone())], detail };
+                    failure = Some(error.to_status(&settings.request_id));
                     break;
                 }
                 Some(Err(status)) => {

@@ -330,7 +330,7 @@ fn reject_bad_records(checked: &[Result<occoder_text::Record, RecordProblem>]) -
             ApiError::InvalidRequestBody {
                 detail: format!(
                     "{count} record(s) contain characters outside printable ASCII (space to ~); \
-                     see the BadRequest details for each field"
+                     the BadRequest details name the fields"
                 ),
                 violations,
             }
