@@ -327,6 +327,29 @@ async fn public_client_cannot_call_bulk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_fits_small_response_limit() {
+    let server = TestServer::start(|config| {
+        config.limits.max_response_bytes = 1 << 20;
+        config.bulk.max_line_bytes = 1000;
+    })
+    .await;
+    let endpoint = server.endpoint();
+    let token = endpoint.token_for(Role::Partner).await;
+    let mut client = bulk_client(&endpoint).await;
+    let created = create_operation(&mut client, &token).await;
+
+    // Each line is too long to code, so its output line echoes it. 3,000
+    // lines of about 1 KB give about 3 MB of output.
+    let line = format!(r#"{{"occp_text": "{}", "tasks_text": ""}}"#, "a".repeat(900)) + "\n";
+    upload(&mut client, &token, &created.operation_id, line.repeat(3000).into_bytes(), 1 << 19).await.unwrap();
+    let done = wait_until_done(&mut client, &token, &created.operation_id, OPERATION_TIMEOUT).await;
+    assert_eq!(done.operation_status(), pb::OperationState::Complete, "{done:?}");
+
+    let (_, lines) = download(&mut client, &token, &created.operation_id).await.expect("every message fits max_response_bytes");
+    assert_eq!(lines.len(), 3000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_and_retention_follow_clock() {
     let clock = ManualClock::new(Utc::now());
     let server = TestServer::start(|config| config.bulk.clock = Some(StoreClock(Arc::new(clock.clone())))).await;

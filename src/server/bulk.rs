@@ -35,8 +35,15 @@ use crate::proto::v1::bulk_coder_server::BulkCoder;
 /// Maximum output lines in one DownloadOperationOutput message.
 const DOWNLOAD_LINES_PER_MESSAGE: usize = 1024;
 /// Maximum bytes of output lines in one DownloadOperationOutput message,
-/// unless a single line is longer.
+/// unless a single line is longer, or `limits.max_response_bytes` less
+/// [`DOWNLOAD_HEADROOM_BYTES`] when that is smaller.
 const DOWNLOAD_BYTES_PER_MESSAGE: usize = 1 << 20;
+/// Bytes of a DownloadOperationOutput message kept free for its metadata,
+/// which has ids, counts, times and the model's description.
+const DOWNLOAD_HEADROOM_BYTES: usize = 4096;
+/// Upper bound of the protobuf bytes that frame one line in a message: a
+/// one-byte tag and a length of up to 10 bytes.
+const LINE_FRAMING_BYTES: usize = 11;
 
 pub struct BulkCoderService {
     state: Arc<ServerState>,
@@ -198,7 +205,9 @@ impl BulkCoder for BulkCoderService {
         let metadata = metadata_message(download.metadata, model);
         let lines = download.lines.into_channel(DOWNLOAD_LINES_PER_MESSAGE * 2);
         let (output, messages) = mpsc::channel(4);
-        tokio::spawn(send_download(metadata, lines, output, ids));
+        let byte_budget = DOWNLOAD_BYTES_PER_MESSAGE
+            .min(self.state.config.limits.max_response_bytes.saturating_sub(DOWNLOAD_HEADROOM_BYTES));
+        tokio::spawn(send_download(metadata, lines, output, byte_budget, ids));
         Ok(Response::new(Box::pin(ReceiverStream::new(messages))))
     }
 
@@ -305,12 +314,13 @@ async fn receive_upload(
 }
 
 /// Sends the metadata, then the output lines in messages of at most
-/// [`DOWNLOAD_LINES_PER_MESSAGE`] lines and about
-/// [`DOWNLOAD_BYTES_PER_MESSAGE`] bytes. Stops when the client goes away.
+/// [`DOWNLOAD_LINES_PER_MESSAGE`] lines and `byte_budget` bytes of lines,
+/// unless a single line is longer. Stops when the client goes away.
 async fn send_download(
     metadata: pb::OperationMetadata,
     mut lines: mpsc::Receiver<Result<String, OperationError>>,
     output: mpsc::Sender<Result<pb::DownloadOperationOutputResponse, Status>>,
+    byte_budget: usize,
     ids: CallIds,
 ) {
     let operation_id = metadata.operation_id.clone();
@@ -321,7 +331,10 @@ async fn send_download(
     loop {
         let next = lines.recv().await;
         let full = match &next {
-            Some(Ok(_)) => message.lines.len() >= DOWNLOAD_LINES_PER_MESSAGE || message_bytes >= DOWNLOAD_BYTES_PER_MESSAGE,
+            Some(Ok(line)) => {
+                let over_budget = !message.lines.is_empty() && message_bytes + line.len() + LINE_FRAMING_BYTES > byte_budget;
+                message.lines.len() >= DOWNLOAD_LINES_PER_MESSAGE || over_budget
+            }
             _ => true,
         };
         if full && (!message.lines.is_empty() || message.metadata.is_some()) {
@@ -336,7 +349,7 @@ async fn send_download(
         }
         match next {
             Some(Ok(line)) => {
-                message_bytes += line.len();
+                message_bytes += line.len() + LINE_FRAMING_BYTES;
                 message.lines.push(line);
             }
             Some(Err(error)) => {
