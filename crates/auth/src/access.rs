@@ -204,11 +204,12 @@ impl AccessControl {
         let now = self.clock.now();
 
         if self.registry.get(client_id)?.is_none() {
-            // Debug level, because unknown ids are not throttled and could flood the log.
-            tracing::debug!(client_id, "rejected token request of unknown client");
-            return Err(AuthError::InvalidCredentials {
-                client_id: client_id.to_owned(),
-            });
+            // Debug level, because unknown ids are not throttled and could
+            // flood the log. The id comes from the caller and may be of any
+            // length, so logs and the error show at most its start.
+            let shown = shortened_id(client_id);
+            tracing::debug!(client_id = %shown, "rejected token request of unknown client");
+            return Err(AuthError::InvalidCredentials { client_id: shown });
         }
         self.throttle.record(client_id, now)?;
         let client = match self.registry.verify_secret(client_id, &credentials.secret) {
@@ -394,5 +395,18 @@ impl AccessControl {
         };
         let bytes = serde_json::to_vec_pretty(&file).expect("dev client file serializes to JSON");
         write_atomic(path, &bytes)
+    }
+}
+
+/// Longest client id that logs and errors repeat in full. Registered ids
+/// are far shorter, so only an unknown id is ever cut.
+const MAX_SHOWN_CLIENT_ID: usize = 64;
+
+/// Returns `client_id`, cut to [`MAX_SHOWN_CLIENT_ID`] characters with "..."
+/// appended when it is longer.
+fn shortened_id(client_id: &str) -> String {
+    match client_id.char_indices().nth(MAX_SHOWN_CLIENT_ID) {
+        Some((cut, _)) => format!("{}...", &client_id[..cut]),
+        None => client_id.to_owned(),
     }
 }

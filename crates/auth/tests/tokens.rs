@@ -86,6 +86,23 @@ fn wrong_secret_is_rejected() {
 }
 
 #[test]
+fn unknown_long_client_id_is_cut() {
+    let fixture = Fixture::with_defaults();
+    let long_id = "x".repeat(20_000);
+
+    let error = fixture
+        .access
+        .issue_token(&Credentials::new(long_id, "secret"))
+        .unwrap_err();
+
+    let AuthError::InvalidCredentials { client_id } = &error else {
+        panic!("expected invalid credentials, got {error}");
+    };
+    assert_eq!(client_id, &format!("{}...", "x".repeat(64)));
+    assert!(error.to_string().len() < 200, "{error}");
+}
+
+#[test]
 fn unknown_client_is_rejected() {
     let fixture = Fixture::with_defaults();
     let error = fixture
