@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reruns every benchmark in BENCHMARKS.md and prints the figures:
 # machine, criterion engine benchmarks, callgrind instructions per record,
-# one full training run per topic, and the gRPC load generator.
+# one full training run per topic, the gRPC load generator and bulk coding.
 #
 # Usage: scripts/bench.sh [--quick]
 #   --quick  shorter criterion and load runs, 100,000 streamed records
@@ -17,9 +17,11 @@ fi
 if $quick; then
     criterion_args=(--warm-up-time 1 --measurement-time 3)
     loadgen_args=(--seconds 3 --stream-records 100000)
+    bulk_args=(--records 100000)
 else
     criterion_args=(--warm-up-time 3 --measurement-time 10)
     loadgen_args=(--seconds 10 --stream-records 1000000)
+    bulk_args=(--records 1000000)
 fi
 
 echo "== machine"
@@ -30,7 +32,7 @@ git log -1 --format='commit %h %s' 2>/dev/null || true
 
 echo "== build"
 cargo build --release --bin occoder
-cargo bench --no-run --bench engine --bench hotpath --bench training --bench loadgen
+cargo bench --no-run --bench engine --bench hotpath --bench training --bench loadgen --bench bulk_throughput
 
 echo "== engine benchmarks (criterion; time per iteration and elements per second)"
 cargo bench --bench engine -- "${criterion_args[@]}" 2>&1 | grep -E '^[a-z_]+/|time:|thrpt:'
@@ -56,3 +58,6 @@ fi
 
 echo "== gRPC load generator (server and client share the machine)"
 cargo bench --bench loadgen -- "${loadgen_args[@]}"
+
+echo "== bulk coding: CodeStream and an asynchronous operation (server and client share the machine)"
+cargo bench --bench bulk_throughput -- "${bulk_args[@]}"
