@@ -346,10 +346,10 @@ impl PartialEq for StoreClock {
 /// A configuration that cannot be used, with the key to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("failed to read the configuration file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("invalid configuration file {path}: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("failed to read the configuration file {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
+    #[error("invalid configuration file {path}: {cause}")]
+    Parse { path: PathBuf, cause: Box<toml::de::Error> },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -358,8 +358,8 @@ impl ServerConfig {
     /// Reads a TOML configuration file; keys it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        ServerConfig::from_toml(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })
+            .map_err(|cause| ConfigError::Read { path: path.to_path_buf(), cause })?;
+        ServerConfig::from_toml(&text).map_err(|cause| ConfigError::Parse { path: path.to_path_buf(), cause })
     }
 
     /// Parses TOML text.

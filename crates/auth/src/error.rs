@@ -138,15 +138,15 @@ pub enum AuthError {
     InvalidConfig(String),
 
     /// Reading or writing a state file failed.
-    #[error("failed to {action} {path}: {source}")]
+    #[error("failed to {action} {path}: {cause}")]
     Io {
         /// Operation that failed, such as `read` or `rename into place`.
         action: &'static str,
         /// File or directory involved.
         path: PathBuf,
-        /// Underlying error.
-        #[source]
-        source: io::Error,
+        /// Underlying error, shown in the message and so not returned by
+        /// `Error::source`.
+        cause: io::Error,
     },
 
     /// A state file exists but cannot be parsed.

@@ -109,6 +109,6 @@ pub(crate) fn io_error(action: &'static str, path: &Path, source: io::Error) -> 
     AuthError::Io {
         action,
         path: path.to_path_buf(),
-        source,
+        cause: source,
     }
 }

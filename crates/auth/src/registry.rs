@@ -317,7 +317,7 @@ impl ClientRegistry {
     ) -> Result<T, AuthError> {
         let mut loaded = lock(&self.loaded);
         let lock_path = self.path.with_extension("json.lock");
-        let lock_error = |source| AuthError::Io { action: "lock", path: lock_path.clone(), source };
+        let lock_error = |source| AuthError::Io { action: "lock", path: lock_path.clone(), cause: source };
         let lock_file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(lock_error)?;
         lock_file.lock().map_err(lock_error)?;
         self.refresh(&mut loaded)?;

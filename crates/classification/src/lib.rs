@@ -166,8 +166,8 @@ pub struct Classification {
 /// Errors from reading classification files.
 #[derive(Debug, thiserror::Error)]
 pub enum ClassificationError {
-    #[error("failed to read classification file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("failed to read classification file {path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error("invalid classification file {path}, line {line}: {message}")]
     Parse { path: PathBuf, line: usize, message: String },
     #[error("inconsistent classification: {0}")]

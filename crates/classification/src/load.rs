@@ -253,7 +253,7 @@ fn osca_titles_by_anzsco<'a>(
 }
 
 fn read(path: &Path) -> Result<String, ClassificationError> {
-    fs::read_to_string(path).map_err(|source| ClassificationError::Io { path: path.to_path_buf(), source })
+    fs::read_to_string(path).map_err(|cause| ClassificationError::Io { path: path.to_path_buf(), cause })
 }
 
 fn read_jsonl<T: for<'de> Deserialize<'de>>(source: &Source, relative: &str) -> Result<Vec<T>, ClassificationError> {

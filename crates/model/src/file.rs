@@ -35,8 +35,10 @@ pub const EXTENSION: &str = "occm";
 /// Why a model file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelFileError {
-    #[error("failed to read or write model file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("failed to read model file {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
+    #[error("failed to write model file {path}: {cause}")]
+    Write { path: PathBuf, cause: std::io::Error },
     #[error("{path} is not an occoder model file: it does not start with the occoder magic bytes")]
     NotAModel { path: PathBuf },
     #[error(
@@ -55,7 +57,7 @@ pub enum ModelFileError {
 /// Writes `model` to `path` atomically and returns the number of bytes written.
 pub fn save(model: &Model, path: &Path) -> Result<u64, ModelFileError> {
     let bytes = encode(model.parts()).map_err(|message| ModelFileError::Corrupt { path: path.into(), message })?;
-    let io_error = |source| ModelFileError::Io { path: path.to_path_buf(), source };
+    let io_error = |cause| ModelFileError::Write { path: path.to_path_buf(), cause };
 
     let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(directory).map_err(io_error)?;
@@ -72,16 +74,16 @@ pub fn save(model: &Model, path: &Path) -> Result<u64, ModelFileError> {
         }
         Ok(())
     };
-    write().map_err(|source| {
+    write().map_err(|cause| {
         let _ = fs::remove_file(&temporary);
-        io_error(source)
+        io_error(cause)
     })?;
     Ok(bytes.len() as u64)
 }
 
 /// Reads and checks a model file.
 pub fn load(path: &Path) -> Result<Model, ModelFileError> {
-    let bytes = fs::read(path).map_err(|source| ModelFileError::Io { path: path.to_path_buf(), source })?;
+    let bytes = fs::read(path).map_err(|cause| ModelFileError::Read { path: path.to_path_buf(), cause })?;
     let parts = decode(&bytes, path)?;
     Model::from_parts(parts).map_err(|InvalidModel(message)| ModelFileError::Corrupt { path: path.into(), message })
 }

@@ -25,8 +25,8 @@ pub struct LoadFailure {
 /// with the coding service's wording for the case.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("failed to read the models directory {path}: {source}")]
-    Directory { path: PathBuf, source: std::io::Error },
+    #[error("failed to read the models directory {path}: {cause}")]
+    Directory { path: PathBuf, cause: std::io::Error },
     #[error("two model files share the model id {model_id}: {first} and {second}; remove one of them")]
     DuplicateModelId { model_id: String, first: String, second: String },
     #[error("The specified model does not exist: no model has the id {model_id:?}; list the topic's models for valid ids")]
@@ -42,7 +42,7 @@ impl ModelRegistry {
     /// to load are returned beside the registry rather than failing it, so
     /// one bad file does not take down the other models.
     pub fn load_dir(dir: &Path) -> Result<(ModelRegistry, Vec<LoadFailure>), RegistryError> {
-        let directory_error = |source| RegistryError::Directory { path: dir.to_path_buf(), source };
+        let directory_error = |cause| RegistryError::Directory { path: dir.to_path_buf(), cause };
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(directory_error)?
             .filter_map(|entry| entry.ok().map(|e| e.path()))

@@ -157,8 +157,24 @@ fn valid_checksum_with_garbage_payload_is_corrupt() {
 }
 
 #[test]
-fn missing_file_is_io_error() {
+fn missing_file_is_read_error() {
     let error = file::load(std::path::Path::new("/nonexistent/model.occm")).unwrap_err();
 
-    assert!(matches!(error, ModelFileError::Io { .. }));
+    assert!(matches!(error, ModelFileError::Read { .. }), "{error}");
+    assert!(error.to_string().starts_with("failed to read model file /nonexistent/model.occm: "), "{error}");
+    assert!(std::error::Error::source(&error).is_none(), "the cause is in the message, so it is not repeated as a source");
+}
+
+#[test]
+fn unwritable_path_is_write_error() {
+    let directory = tempfile::tempdir().unwrap();
+    // A regular file where the parent directory should be makes every write fail, even as root.
+    let blocker = directory.path().join("blocker");
+    std::fs::write(&blocker, b"").unwrap();
+    let path = blocker.join("model.occm");
+
+    let error = file::save(&tiny_model(), &path).unwrap_err();
+
+    assert!(matches!(error, ModelFileError::Write { .. }), "{error}");
+    assert!(error.to_string().starts_with("failed to write model file "), "{error}");
 }

@@ -107,19 +107,17 @@ pub enum OperationError {
     ShuttingDown,
 
     /// A file-system operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         context: String,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
 
     /// A state file could not be encoded or decoded.
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     StateFormat {
         context: String,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 
     /// An internal invariant failed, for example a missing background runtime.
@@ -150,10 +148,10 @@ impl OperationError {
         }
     }
 
-    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+    pub(crate) fn io(context: impl Into<String>, cause: io::Error) -> Self {
         OperationError::Io {
             context: context.into(),
-            source,
+            cause,
         }
     }
 }

@@ -277,7 +277,7 @@ pub(crate) fn write_record(path: &Path, record: &OperationRecord) -> Result<(), 
     let bytes =
         serde_json::to_vec_pretty(record).map_err(|source| OperationError::StateFormat {
             context: format!("failed to encode the state of operation {}", record.id),
-            source,
+            cause: source,
         })?;
     fsutil::write_atomic(path, &bytes).context(|| format!("failed to write {}", path.display()))
 }

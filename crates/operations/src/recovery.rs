@@ -96,7 +96,7 @@ fn recover_operation(
     let mut record: OperationRecord =
         serde_json::from_slice(&bytes).map_err(|source| OperationError::StateFormat {
             context: format!("failed to parse {}", state_path.display()),
-            source,
+            cause: source,
         })?;
     if record.id != id {
         return Err(OperationError::Internal(format!(

@@ -27,8 +27,8 @@ impl LabelledRecord {
 /// A labelled file that could not be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum LabelledFileError {
-    #[error("failed to read labelled records from {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("failed to read labelled records from {path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error("{path} has no records; expected JSON Lines or CSV with occp_text, tasks_text and code")]
     Empty { path: PathBuf },
     #[error("{path}: the CSV header must name occp_text, tasks_text and code columns; found {found:?}")]
@@ -58,7 +58,7 @@ pub struct LabelledFile {
 /// are skipped and listed in [`LabelledFile::rejected`], so one bad row does
 /// not stop a retraining run.
 pub fn read_labelled(path: &Path, classification: &Classification) -> Result<LabelledFile, LabelledFileError> {
-    let io_error = |source| LabelledFileError::Io { path: path.to_path_buf(), source };
+    let io_error = |cause| LabelledFileError::Io { path: path.to_path_buf(), cause };
     let is_csv = path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("csv"));
     let input: Box<dyn Read> =
         if path == Path::new("-") { Box::new(std::io::stdin()) } else { Box::new(File::open(path).map_err(io_error)?) };
@@ -118,7 +118,7 @@ fn read_csv(input: Box<dyn Read>, path: &Path) -> Result<Parsed, LabelledFileErr
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
     let headers: Vec<String> = reader
         .headers()
-        .map_err(|error| LabelledFileError::Io { path: path.to_path_buf(), source: error.into() })?
+        .map_err(|error| LabelledFileError::Io { path: path.to_path_buf(), cause: error.into() })?
         .iter()
         .map(|h| h.trim().to_ascii_lowercase())
         .collect();
