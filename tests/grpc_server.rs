@@ -188,6 +188,8 @@ async fn bulk_needs_partner_role() {
         "ROLE_NOT_PERMITTED",
         "occoder.auth",
     );
+    assert!(denied.message().contains("has the public role"), "{}", denied.message());
+    assert!(denied.message().contains("occoder clients add --role partner"), "{}", denied.message());
     // The partner passes access control and reaches the bulk service,
     // whatever that service then returns.
     if let Err(status) = admitted {

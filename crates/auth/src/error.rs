@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -70,11 +70,15 @@ pub enum AuthError {
 
     /// The client sent too many token requests and is in its cool-down.
     #[error(
-        "token requests of client {client_id} are rejected until {until} after too many requests"
+        "token requests of client {client_id} are rejected until {until} after more than {limit} requests within {window_secs} s"
     )]
     TokenRequestsThrottled {
         /// Client id presented by the caller.
         client_id: String,
+        /// Token requests allowed within `window_secs`.
+        limit: u32,
+        /// Length of the sliding window, in seconds.
+        window_secs: u64,
         /// End of the cool-down.
         until: DateTime<Utc>,
         /// Time from the rejected request until the end of the cool-down.
@@ -93,10 +97,16 @@ pub enum AuthError {
     },
 
     /// The client exceeded its per-second request rate.
-    #[error("client {client_id} exceeded its per-second request rate; retry after {retry_after:?}")]
+    #[error(
+        "client {client_id} exceeded its rate of {requests_per_second} requests per second; retry after {retry_after:?}"
+    )]
     RateLimited {
         /// Client id of the caller.
         client_id: String,
+        /// Sustained rate allowed per client.
+        requests_per_second: f64,
+        /// Requests a client may send at once before the rate applies.
+        burst: u32,
         /// Time after which the next request will be accepted.
         retry_after: Duration,
     },
@@ -219,30 +229,30 @@ impl AuthError {
 
     /// Converts this error into the gRPC status sent to the client.
     ///
-    /// The message is [`DENY_MESSAGE`] for `UNAUTHENTICATED` and
+    /// The message starts with [`DENY_MESSAGE`] for `UNAUTHENTICATED` and
     /// `PERMISSION_DENIED`, [`TOO_MANY_REQUESTS_MESSAGE`] for the per-second
-    /// limit and [`LIMIT_EXCEEDED_MESSAGE`] for the daily ceiling. Every status
+    /// limit and [`LIMIT_EXCEEDED_MESSAGE`] for the daily ceiling, followed by
+    /// the cause and the fix (see [`AuthError::client_message`]). Every status
     /// carries an `ErrorInfo` detail with [`AuthError::reason`]; rate limits,
     /// daily ceilings and token throttling also carry a `RetryInfo` detail
     /// with the delay until a retry can succeed.
     pub fn to_status(&self) -> tonic::Status {
-        let message: String = match self {
-            AuthError::RateLimited { .. } => TOO_MANY_REQUESTS_MESSAGE.to_owned(),
-            AuthError::DailyLimitExceeded { .. } => LIMIT_EXCEEDED_MESSAGE.to_owned(),
-            AuthError::ClientNotFound(_)
-            | AuthError::InvalidClientName { .. }
-            | AuthError::InvalidRole(_)
-            | AuthError::InvalidConfig(_) => self.to_string(),
-            AuthError::Io { .. } | AuthError::CorruptFile { .. } | AuthError::Hashing(_) => {
-                "internal error in access control".to_owned()
-            }
-            _ => DENY_MESSAGE.to_owned(),
-        };
+        let message = self.client_message();
 
         let mut metadata = HashMap::new();
         let mut details = ErrorDetails::new();
         match self {
-            AuthError::RateLimited { retry_after, .. } => {
+            AuthError::RateLimited {
+                requests_per_second,
+                burst,
+                retry_after,
+                ..
+            } => {
+                metadata.insert(
+                    "requests_per_second".to_owned(),
+                    requests_per_second.to_string(),
+                );
+                metadata.insert("burst".to_owned(), burst.to_string());
                 details.set_retry_info(Some(*retry_after));
             }
             AuthError::DailyLimitExceeded {
@@ -256,10 +266,20 @@ impl AuthError {
                 details.set_retry_info(Some(*retry_after));
             }
             AuthError::TokenRequestsThrottled {
-                until, retry_after, ..
+                limit,
+                window_secs,
+                until,
+                retry_after,
+                ..
             } => {
                 metadata.insert("until".to_owned(), until.to_rfc3339());
+                metadata.insert("limit".to_owned(), limit.to_string());
+                metadata.insert("window_secs".to_owned(), window_secs.to_string());
                 details.set_retry_info(Some(*retry_after));
+            }
+            AuthError::RoleDenied { role, class, .. } => {
+                metadata.insert("role".to_owned(), role.to_string());
+                metadata.insert("operation_class".to_owned(), class.to_string());
             }
             _ => {}
         }
@@ -267,4 +287,89 @@ impl AuthError {
 
         tonic::Status::with_error_details(self.code(), message, details)
     }
+
+    /// Returns the status message for the client: the coding service's
+    /// message for the case, then the cause and what to do.
+    ///
+    /// Credential errors do not say whether the client id exists, and state
+    /// file errors name no path.
+    pub fn client_message(&self) -> String {
+        let token_fix = "request a new token from Auth.CreateToken with the client id and secret";
+        match self {
+            AuthError::MissingToken => format!(
+                "{DENY_MESSAGE}: the request has no `authorization: Bearer <token>` metadata; \
+                 {token_fix} and send it in that metadata with every call"
+            ),
+            AuthError::InvalidToken(reason) => {
+                format!("{DENY_MESSAGE}: the access token is invalid ({reason}); {token_fix}")
+            }
+            AuthError::ExpiredToken { expired_at } => format!(
+                "{DENY_MESSAGE}: the access token expired at {}; {token_fix}",
+                expired_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+            AuthError::RevokedToken { .. } => format!(
+                "{DENY_MESSAGE}: the access token is revoked because its client was removed, \
+                 its secret rotated or its role changed; {token_fix}"
+            ),
+            AuthError::InvalidCredentials { .. } => format!(
+                "{DENY_MESSAGE}: the client id or secret is wrong; use the values printed by \
+                 `occoder clients add` or `occoder clients rotate-secret`"
+            ),
+            AuthError::InvalidBasicHeader(reason) => format!("{DENY_MESSAGE}: {reason}"),
+            AuthError::TokenRequestsThrottled {
+                limit,
+                window_secs,
+                until,
+                retry_after,
+                ..
+            } => format!(
+                "{DENY_MESSAGE}: this client sent more than {limit} token requests within \
+                 {window_secs} s, so its token requests are rejected until {} (retry in {} s); \
+                 reuse each token until it expires instead of requesting one per call",
+                until.to_rfc3339_opts(SecondsFormat::Secs, true),
+                whole_seconds(*retry_after)
+            ),
+            AuthError::RoleDenied {
+                client_id,
+                role,
+                class,
+            } => format!(
+                "{DENY_MESSAGE}: client {client_id} has the {role} role, and {class} methods \
+                 need the {} role; register a client for them with \
+                 `occoder clients add --role {}`",
+                Role::Partner,
+                Role::Partner
+            ),
+            AuthError::RateLimited {
+                requests_per_second,
+                burst,
+                retry_after,
+                ..
+            } => format!(
+                "{TOO_MANY_REQUESTS_MESSAGE}: this client may send {requests_per_second} requests \
+                 per second, in bursts of up to {burst}; retry after {} ms",
+                retry_after.as_millis().max(1)
+            ),
+            AuthError::DailyLimitExceeded {
+                limit, resets_at, ..
+            } => format!(
+                "{LIMIT_EXCEEDED_MESSAGE}: this client reached its daily limit of {limit} requests; \
+                 the count resets at {} (UTC midnight)",
+                resets_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+            AuthError::ClientNotFound(_)
+            | AuthError::InvalidClientName { .. }
+            | AuthError::InvalidRole(_)
+            | AuthError::InvalidConfig(_) => self.to_string(),
+            AuthError::Io { .. } | AuthError::CorruptFile { .. } | AuthError::Hashing(_) => {
+                "internal error in access control".to_owned()
+            }
+        }
+    }
+}
+
+/// Rounds a delay up to whole seconds, so that a client waiting that long
+/// is never early.
+fn whole_seconds(delay: Duration) -> u64 {
+    delay.as_secs() + u64::from(delay.subsec_nanos() > 0)
 }

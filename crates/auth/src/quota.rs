@@ -80,6 +80,9 @@ impl Quotas {
 /// emission interval. With `burst = 1` the tolerance is zero, so requests
 /// must be at least one interval apart.
 struct RateLimiter {
+    /// Sustained rate and burst as configured, for error messages.
+    requests_per_second: f64,
+    burst: u32,
     /// Time between requests at the sustained rate.
     interval: TimeDelta,
     /// `interval * (burst - 1)`: how far ahead of schedule a client may be.
@@ -91,6 +94,8 @@ impl RateLimiter {
     fn new(requests_per_second: f64, burst: u32) -> Self {
         let interval = TimeDelta::nanoseconds((1e9 / requests_per_second).round() as i64);
         Self {
+            requests_per_second,
+            burst,
             interval,
             tolerance: interval * (burst.saturating_sub(1) as i32),
             arrivals: Mutex::new(HashMap::new()),
@@ -104,6 +109,8 @@ impl RateLimiter {
         if now < earliest {
             return Err(AuthError::RateLimited {
                 client_id: client_id.to_owned(),
+                requests_per_second: self.requests_per_second,
+                burst: self.burst,
                 retry_after: (earliest - now).to_std().unwrap_or_default(),
             });
         }

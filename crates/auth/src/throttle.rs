@@ -15,6 +15,8 @@ use crate::{AuthConfig, AuthError, lock};
 pub(crate) struct TokenRequestThrottle {
     limit: usize,
     window: TimeDelta,
+    /// `window` as configured, for error messages.
+    window_secs: u64,
     cooldown: TimeDelta,
     clients: Mutex<HashMap<String, ThrottleState>>,
 }
@@ -32,6 +34,7 @@ impl TokenRequestThrottle {
         Self {
             limit: config.token_requests_per_window as usize,
             window: seconds(config.token_request_window_secs),
+            window_secs: config.token_request_window_secs,
             cooldown: seconds(config.token_cooldown_secs),
             clients: Mutex::new(HashMap::new()),
         }
@@ -52,7 +55,7 @@ impl TokenRequestThrottle {
 
         if let Some(until) = state.cooldown_until {
             if now < until {
-                return Err(throttled(client_id, until, now));
+                return Err(self.throttled(client_id, until, now));
             }
             state.cooldown_until = None;
         }
@@ -72,17 +75,19 @@ impl TokenRequestThrottle {
             state.cooldown_until = Some(until);
             state.recent.clear();
             tracing::warn!(client_id, %until, "too many token requests, starting cool-down");
-            return Err(throttled(client_id, until, now));
+            return Err(self.throttled(client_id, until, now));
         }
         Ok(())
     }
-}
 
-fn throttled(client_id: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> AuthError {
-    AuthError::TokenRequestsThrottled {
-        client_id: client_id.to_owned(),
-        until,
-        retry_after: (until - now).to_std().unwrap_or_default(),
+    fn throttled(&self, client_id: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> AuthError {
+        AuthError::TokenRequestsThrottled {
+            client_id: client_id.to_owned(),
+            limit: u32::try_from(self.limit).unwrap_or(u32::MAX),
+            window_secs: self.window_secs,
+            until,
+            retry_after: (until - now).to_std().unwrap_or_default(),
+        }
     }
 }
 

@@ -37,7 +37,27 @@ fn eleventh_request_starts_cooldown() {
     );
     let status = error.to_status();
     assert_eq!(status.code(), Code::PermissionDenied);
-    assert_eq!(status.message(), DENY_MESSAGE);
+    assert!(
+        status.message().starts_with(DENY_MESSAGE),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status
+            .message()
+            .contains("more than 10 token requests within 3600 s"),
+        "the message states the cause: {}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("rejected until ") && status.message().contains("retry in 900 s"),
+        "the message states when to retry: {}",
+        status.message()
+    );
+    let info = status.get_details_error_info().unwrap();
+    assert_eq!(info.reason, "TOKEN_REQUESTS_THROTTLED");
+    assert!(info.metadata.contains_key("until"), "{info:?}");
+    assert_eq!(info.metadata["limit"], "10");
     assert_eq!(
         status.get_details_retry_info().unwrap().retry_delay,
         Some(Duration::from_secs(15 * 60))
