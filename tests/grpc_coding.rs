@@ -271,8 +271,10 @@ async fn records_outside_length_limits_fail_batch() {
     assert_eq!(
         status.message(),
         "There are record(s) outside the min or max char limit:\n\
-         Record with index 1 has a total text length under 3 min\n\
-         Record with index 2 has a total text length over 100 max"
+         Record with index 1 has a total text length under 3 min: occp_text and tasks_text together have 2 characters; \
+         give a job title or tasks of at least 3 characters\n\
+         Record with index 2 has a total text length over 100 max: occp_text and tasks_text together have 101 characters; \
+         shorten the text to at most 100 characters"
     );
     assert_eq!(violation_fields(&status), ["records[1].occp_text", "records[2].occp_text"]);
 }
@@ -344,9 +346,13 @@ async fn per_record_mode_codes_the_rest() {
     assert_eq!(responses[0].code_status(), pb::CodeStatus::Successful);
     assert_eq!(responses[0].result[0].code_category, "273333");
     assert_eq!(responses[0].error, None);
-    assert_eq!(responses[1].error.as_deref(), Some("Record with index 1 has a total text length under 3 min"));
+    let too_short = responses[1].error.as_deref().unwrap();
+    assert!(too_short.starts_with("Record with index 1 has a total text length under 3 min: "), "{too_short}");
+    assert!(too_short.ends_with("give a job title or tasks of at least 3 characters"), "the fix follows: {too_short}");
     assert!(responses[2].error.as_deref().unwrap().starts_with("Invalid request body"));
-    assert_eq!(responses[3].error.as_deref(), Some("Record with index 3 has a total text length over 100 max"));
+    let too_long = responses[3].error.as_deref().unwrap();
+    assert!(too_long.starts_with("Record with index 3 has a total text length over 100 max: "), "{too_long}");
+    assert!(too_long.ends_with("shorten the text to at most 100 characters"), "the fix follows: {too_long}");
     for failed in &responses[1..] {
         assert_eq!(failed.code_status(), pb::CodeStatus::Unsuccessful);
         assert!(failed.result.is_empty());
@@ -378,5 +384,7 @@ async fn missing_token_is_unauthenticated() {
         "TOKEN_MISSING",
         "occoder.auth",
     );
+    assert!(status.message().contains("no `authorization: Bearer <token>` metadata"), "{}", status.message());
+    assert!(status.message().contains("Auth.CreateToken"), "{}", status.message());
     assert!(status.metadata().get(REQUEST_ID_HEADER).is_some());
 }

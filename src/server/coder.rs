@@ -303,12 +303,20 @@ fn record_problem(error: &RecordError, index: usize, field: &str) -> RecordProbl
             message: error.to_string(),
             batch_line: None,
         },
-        RecordError::TooShort { .. } | RecordError::TooLong { .. } => RecordProblem {
-            kind: ProblemKind::Length,
-            field: field.to_owned(),
-            message: error.batch_line(index),
-            batch_line: Some(error.batch_line(index)),
-        },
+        RecordError::TooShort { .. } | RecordError::TooLong { .. } => {
+            let line = format!("{}: {}", error.batch_line(index), fix_text(error));
+            RecordProblem { kind: ProblemKind::Length, field: field.to_owned(), message: line.clone(), batch_line: Some(line) }
+        }
+    }
+}
+
+/// Returns the part of a record error's message after the service's
+/// wording: the cause and the fix, as `occoder code` prints them.
+fn fix_text(error: &RecordError) -> String {
+    let message = error.to_string();
+    match message.split_once(": ") {
+        Some((_, fix)) => fix.to_owned(),
+        None => message,
     }
 }
 
@@ -447,8 +455,10 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "Record with index 1 has a total text length under 3 min",
-                "Record with index 2 has a total text length over 100 max"
+                "Record with index 1 has a total text length under 3 min: occp_text and tasks_text together have 2 \
+                 characters; give a job title or tasks of at least 3 characters",
+                "Record with index 2 has a total text length over 100 max: occp_text and tasks_text together have 101 \
+                 characters; shorten the text to at most 100 characters"
             ]
         );
         assert_eq!(violations[0].field, "records[1].occp_text");
