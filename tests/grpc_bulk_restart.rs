@@ -170,12 +170,14 @@ async fn batch_commands_submit_and_download() {
     let input = work.path().join("records.jsonl");
     std::fs::write(&input, format!("{}\n", lines.join("\n"))).unwrap();
     let output = work.path().join("coded.jsonl");
+    let cache = tempfile::tempdir().unwrap();
     let batch = |arguments: &[&str]| {
         let result = Command::new(OCCODER)
             .arg("batch")
             .args(arguments)
             .args(["--server", &server.url(), "--client-id", &client_id])
             .env("OCCODER_CLIENT_SECRET", &secret)
+            .env("XDG_CACHE_HOME", cache.path())
             .output()
             .expect("occoder batch runs");
         let stderr = String::from_utf8_lossy(&result.stderr).into_owned();

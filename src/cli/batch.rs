@@ -1,12 +1,14 @@
-//! `occoder batch`: submit a JSONL file to a running server as an
+//! `occoder batch`: submit a JSONL or CSV file to a running server as an
 //! asynchronous operation, check its status and download its output, as a
-//! gRPC client with a partner client's credentials.
+//! gRPC client with a partner client's credentials. Access tokens are kept
+//! between runs in the user's cache directory (see [`super::token_cache`]).
 
 use std::future::Future;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -16,6 +18,8 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
+use super::csv_input::{self, CsvColumns, CsvRow};
+use super::token_cache::TokenCache;
 use crate::proto::v1 as pb;
 use crate::proto::v1::auth_client::AuthClient;
 use crate::proto::v1::bulk_coder_client::BulkCoderClient;
@@ -30,7 +34,8 @@ const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
 #[derive(clap::Args)]
 pub struct BatchArgs {
-    /// URL of the occoder server.
+    /// Address of the occoder server: host:port (plain text) or a URL such
+    /// as http://127.0.0.1:50051.
     #[arg(long, env = "OCCODER_SERVER", default_value = "http://127.0.0.1:50051", global = true)]
     server: String,
     /// Client id of a partner client, from `occoder clients add --role partner`.
@@ -46,7 +51,7 @@ pub struct BatchArgs {
 
 #[derive(clap::Subcommand)]
 enum BatchCommand {
-    /// Create an operation, upload a JSONL file to it and print its id.
+    /// Create an operation, upload a JSONL or CSV file to it and print its id.
     Submit {
         /// Topic to code to: osca or anzsco.
         #[arg(long)]
@@ -55,7 +60,9 @@ enum BatchCommand {
         #[arg(long)]
         model: Option<String>,
         /// JSONL file with one {"recordId", "occp_text", "tasks_text"}
-        /// object per line; `-` reads standard input.
+        /// object per line. A name ending in .csv is read as CSV with a
+        /// header row naming occp_text, tasks_text and optionally recordId.
+        /// `-` reads JSONL from standard input.
         #[arg(long)]
         input: PathBuf,
         /// Wait until the operation is complete, then download its output.
@@ -108,12 +115,21 @@ pub fn run(args: BatchArgs) -> anyhow::Result<ExitCode> {
 
 async fn run_command(args: BatchArgs) -> anyhow::Result<ExitCode> {
     let (Some(client_id), Some(secret)) = (args.client_id, args.secret) else {
-        bail!("missing credentials: set --client-id and OCCODER_CLIENT_SECRET (or --secret) of a partner client");
+        bail!(
+            "missing credentials of a partner client: set OCCODER_CLIENT_ID and OCCODER_CLIENT_SECRET \
+             (or --client-id and --secret)"
+        );
+    };
+    // Checked before connecting, so that a bad file creates no operation.
+    let upload = match &args.command {
+        BatchCommand::Submit { input, .. } => Some(UploadInput::open(input)?),
+        _ => None,
     };
     let mut session = Session::connect(&args.server, client_id, secret).await?;
 
     match args.command {
-        BatchCommand::Submit { topic, model, input, wait, output, poll_secs } => {
+        BatchCommand::Submit { topic, model, input: _, wait, output, poll_secs } => {
+            let upload = upload.expect("the input of submit was opened above");
             let created = session
                 .call(|mut client, token| {
                     let request = pb::CreateOperationRequest { topic: topic.clone(), model_id: model.clone() };
@@ -123,8 +139,11 @@ async fn run_command(args: BatchArgs) -> anyhow::Result<ExitCode> {
                 .context("failed to create the operation")?;
             let id = created.operation_id;
             eprintln!("created operation {id} with model {}", created.model_id);
-            let uploaded = upload_file(&mut session, &topic, &id, &input).await?;
-            eprintln!("uploaded {} lines; the operation is in progress", uploaded.total_lines.unwrap_or_default());
+            let uploaded = upload_input(&mut session, &topic, &id, &upload).await?;
+            eprintln!(
+                "uploaded {}; the operation is in progress",
+                super::count(uploaded.total_lines.unwrap_or_default(), "line")
+            );
             if !wait {
                 println!("{id}");
                 return Ok(ExitCode::SUCCESS);
@@ -151,53 +170,96 @@ async fn run_command(args: BatchArgs) -> anyhow::Result<ExitCode> {
 /// A connection with a current access token.
 struct Session {
     channel: Channel,
+    url: String,
     client_id: String,
     secret: String,
     token: String,
-    token_expires: Instant,
+    token_expires: SystemTime,
+    cache: Option<TokenCache>,
 }
 
 impl Session {
+    /// Connects to the server and takes a token from the cache, or requests
+    /// one when the cache has none that is valid for another minute.
     async fn connect(server: &str, client_id: String, secret: String) -> anyhow::Result<Session> {
-        let channel = Endpoint::from_shared(server.to_owned())
-            .with_context(|| format!("invalid --server URL {server:?}; use a URL such as http://127.0.0.1:50051"))?
-            .connect()
-            .await
-            .with_context(|| format!("failed to connect to {server}"))?;
-        let mut session = Session { channel, client_id, secret, token: String::new(), token_expires: Instant::now() };
-        session.refresh_token().await?;
+        let url = server_url(server);
+        let endpoint = Endpoint::from_shared(url.clone()).map_err(|error| {
+            anyhow::anyhow!(
+                "invalid --server address {server:?}: {}; give host:port such as 127.0.0.1:50051 \
+                 or a URL such as http://127.0.0.1:50051",
+                super::error_report(&error.into())
+            )
+        })?;
+        let channel = endpoint.connect().await.map_err(|error| {
+            anyhow::anyhow!(
+                "failed to connect to {url}: {}; check that `occoder serve` is running and listening there",
+                super::error_report(&error.into())
+            )
+        })?;
+
+        let cache = TokenCache::for_client(&url, &client_id);
+        if cache.is_none() {
+            eprintln!("warning: neither XDG_CACHE_HOME nor HOME is set, so the access token is not kept for the next run");
+        }
+        let mut session =
+            Session { channel, url, client_id, secret, token: String::new(), token_expires: SystemTime::UNIX_EPOCH, cache };
+        match session.cache.as_ref().and_then(TokenCache::load) {
+            Some((token, expires)) if remaining(expires) > TOKEN_REFRESH_MARGIN => {
+                session.token = token;
+                session.token_expires = expires;
+            }
+            _ => session.refresh_token().await?,
+        }
         Ok(session)
     }
 
+    /// Requests a new token and stores it in the cache.
     async fn refresh_token(&mut self) -> anyhow::Result<()> {
         let request = pb::CreateTokenRequest { client_id: self.client_id.clone(), client_secret: self.secret.clone() };
         let issued = AuthClient::new(self.channel.clone())
             .create_token(request)
             .await
-            .map_err(|status| anyhow::anyhow!("{}", status.message()))
-            .context("failed to get an access token; check the client id and secret")?
+            .map_err(|status| {
+                anyhow::anyhow!("failed to get an access token from {}: {} ({:?})", self.url, status.message(), status.code())
+            })?
             .into_inner();
         self.token = issued.access_token;
-        self.token_expires = Instant::now() + Duration::from_secs(issued.expires_in.max(0) as u64);
+        self.token_expires = SystemTime::now() + Duration::from_secs(issued.expires_in.max(0) as u64);
+        if let Some(cache) = &self.cache
+            && let Err(error) = cache.store(&self.token, self.token_expires)
+        {
+            eprintln!("warning: failed to write the token cache {}: {error}", cache.path().display());
+        }
         Ok(())
     }
 
-    /// Runs one call with the current token, first renewing a token that is
-    /// about to expire, and repeats a call rejected by the per-second rate
-    /// limit after the delay that the server gives.
+    /// Runs one call with the current token, renewing a token that is about
+    /// to expire first. When the server rejects the token as UNAUTHENTICATED
+    /// (for example after a secret rotation), it renews the token once and
+    /// repeats the call. A call rejected by the per-second rate limit is
+    /// repeated after the delay that the server gives.
     async fn call<T, F, Fut>(&mut self, call: F) -> anyhow::Result<T>
     where
         F: Fn(BulkCoderClient<Channel>, String) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let mut attempt = 1;
+        let mut renewed = false;
         loop {
-            if self.token_expires.saturating_duration_since(Instant::now()) < TOKEN_REFRESH_MARGIN {
+            if remaining(self.token_expires) < TOKEN_REFRESH_MARGIN {
                 self.refresh_token().await?;
+                renewed = true;
             }
             let client = BulkCoderClient::new(self.channel.clone()).max_decoding_message_size(64 << 20);
             match call(client, self.token.clone()).await {
                 Ok(response) => return Ok(response),
+                Err(status) if status.code() == Code::Unauthenticated && !renewed => {
+                    if let Some(cache) = &self.cache {
+                        cache.remove();
+                    }
+                    self.refresh_token().await?;
+                    renewed = true;
+                }
                 Err(status) if is_rate_limited(&status) && attempt < RATE_LIMIT_ATTEMPTS => {
                     let delay =
                         status.get_details_retry_info().and_then(|info| info.retry_delay).unwrap_or(Duration::from_secs(1));
@@ -208,6 +270,17 @@ impl Session {
             }
         }
     }
+}
+
+/// Returns `server` as a URL. A bare host:port gets `http://`, because
+/// `occoder batch` has no TLS options.
+fn server_url(server: &str) -> String {
+    if server.contains("://") { server.to_owned() } else { format!("http://{server}") }
+}
+
+/// Time left until `expires`, zero once it has passed.
+fn remaining(expires: SystemTime) -> Duration {
+    expires.duration_since(SystemTime::now()).unwrap_or_default()
 }
 
 fn bearer<T>(message: T, token: &str) -> Request<T> {
@@ -232,20 +305,75 @@ async fn get_status(session: &mut Session, topic: &str, operation_id: &str) -> a
         .with_context(|| format!("failed to get the status of operation {operation_id}"))
 }
 
-/// Streams a file (or standard input) to an operation in 1 MiB messages.
-/// A file is read again when a rate-limited upload is repeated; standard
-/// input is read into memory first for the same reason.
-async fn upload_file(session: &mut Session, topic: &str, operation_id: &str, input: &Path) -> anyhow::Result<pb::OperationStatus> {
-    let from_stdin = input == Path::new("-");
-    let stdin_data = if from_stdin {
-        let mut data = Vec::new();
-        io::stdin().read_to_end(&mut data).context("failed to read standard input")?;
-        Some(std::sync::Arc::new(data))
-    } else {
-        std::fs::metadata(input).with_context(|| format!("failed to read the input file {}", input.display()))?;
-        None
-    };
+/// The input of `batch submit`, checked before the operation is created.
+#[derive(Clone)]
+enum UploadInput {
+    /// Standard input, read into memory so that a rate-limited upload can be
+    /// repeated.
+    Stdin(Arc<Vec<u8>>),
+    /// A JSON Lines file, sent as it is.
+    Jsonl(PathBuf),
+    /// A CSV file, sent as one JSON line per CSV record.
+    Csv(PathBuf),
+}
 
+impl UploadInput {
+    /// Checks that the input exists, is a readable non-empty file and, for
+    /// CSV, has the required header and at least one record.
+    fn open(input: &Path) -> anyhow::Result<UploadInput> {
+        if input == Path::new("-") {
+            let mut data = Vec::new();
+            io::stdin().read_to_end(&mut data).context("failed to read standard input")?;
+            if data.is_empty() {
+                bail!("standard input is empty; give one JSON record per line");
+            }
+            return Ok(UploadInput::Stdin(Arc::new(data)));
+        }
+
+        let mut file =
+            std::fs::File::open(input).with_context(|| format!("failed to open the input file {}", input.display()))?;
+        let metadata = file.metadata().with_context(|| format!("failed to read the input file {}", input.display()))?;
+        if !metadata.is_file() {
+            bail!("the input {} is not a file", input.display());
+        }
+        if metadata.len() == 0 {
+            bail!("the input file {} is empty; give one record per line", input.display());
+        }
+        file.read_exact(&mut [0]).with_context(|| format!("failed to read the input file {}", input.display()))?;
+
+        if !is_csv(input) {
+            return Ok(UploadInput::Jsonl(input.to_path_buf()));
+        }
+        let file =
+            std::fs::File::open(input).with_context(|| format!("failed to open the input file {}", input.display()))?;
+        let mut csv = csv_input::reader(file);
+        let header = CsvColumns::read_header(&mut csv).with_context(|| format!("failed to read the CSV file {}", input.display()))?;
+        if header.is_none() || csv.byte_records().next().is_none() {
+            bail!("the CSV file {} has a header row but no records", input.display());
+        }
+        Ok(UploadInput::Csv(input.to_path_buf()))
+    }
+
+    fn name(&self) -> String {
+        match self {
+            UploadInput::Stdin(_) => "standard input".to_owned(),
+            UploadInput::Jsonl(path) | UploadInput::Csv(path) => path.display().to_string(),
+        }
+    }
+}
+
+fn is_csv(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("csv"))
+}
+
+/// Streams the input to an operation in 1 MiB messages. A file is read
+/// again when a rate-limited upload is repeated.
+async fn upload_input(
+    session: &mut Session,
+    topic: &str,
+    operation_id: &str,
+    input: &UploadInput,
+) -> anyhow::Result<pb::OperationStatus> {
     session
         .call(|mut client, token| {
             let (sender, receiver) = mpsc::channel(4);
@@ -254,24 +382,18 @@ async fn upload_file(session: &mut Session, topic: &str, operation_id: &str, inp
                 topic: topic.to_owned(),
                 data: Vec::new(),
             };
-            let path = input.to_path_buf();
-            let stdin_data = stdin_data.clone();
-            tokio::task::spawn_blocking(move || send_chunks(first, path, stdin_data, sender));
+            let input = input.clone();
+            tokio::task::spawn_blocking(move || send_chunks(first, input, sender));
             async move { client.upload_operation_input(bearer(ReceiverStream::new(receiver), &token)).await.map(tonic::Response::into_inner) }
         })
         .await
-        .with_context(|| format!("failed to upload {} to operation {operation_id}", input.display()))
+        .with_context(|| format!("failed to upload {} to operation {operation_id}", input.name()))
 }
 
 /// Reads the input on a blocking thread and sends it as upload messages;
 /// the first message names the operation. A read error ends the stream
 /// early, which makes the server discard the upload.
-fn send_chunks(
-    first: pb::UploadOperationInputRequest,
-    path: PathBuf,
-    stdin_data: Option<std::sync::Arc<Vec<u8>>>,
-    sender: mpsc::Sender<pb::UploadOperationInputRequest>,
-) {
+fn send_chunks(first: pb::UploadOperationInputRequest, input: UploadInput, sender: mpsc::Sender<pb::UploadOperationInputRequest>) {
     let mut message = Some(first);
     let mut send = |data: Vec<u8>| {
         let next = match message.take() {
@@ -280,25 +402,27 @@ fn send_chunks(
         };
         sender.blocking_send(next).is_ok()
     };
-    if let Some(data) = stdin_data {
-        for chunk in data.chunks(UPLOAD_CHUNK_BYTES) {
-            if !send(chunk.to_vec()) {
-                return;
+    match input {
+        UploadInput::Stdin(data) => {
+            for chunk in data.chunks(UPLOAD_CHUNK_BYTES) {
+                if !send(chunk.to_vec()) {
+                    return;
+                }
             }
         }
-        if data.is_empty() {
-            send(Vec::new());
-        }
-        return;
+        UploadInput::Jsonl(path) => send_file(&path, &mut send),
+        UploadInput::Csv(path) => send_csv_as_jsonl(&path, &mut send),
     }
-    let mut file = match std::fs::File::open(&path) {
+}
+
+fn send_file(path: &Path, send: &mut impl FnMut(Vec<u8>) -> bool) {
+    let mut file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(error) => {
             eprintln!("error: failed to open {}: {error}", path.display());
             return;
         }
     };
-    let mut sent_any = false;
     loop {
         let mut buffer = vec![0; UPLOAD_CHUNK_BYTES];
         let read = match read_full(&mut file, &mut buffer) {
@@ -309,16 +433,69 @@ fn send_chunks(
             }
         };
         if read == 0 {
-            if !sent_any {
-                send(Vec::new());
-            }
             return;
         }
         buffer.truncate(read);
-        sent_any = true;
         if !send(buffer) {
             return;
         }
+    }
+}
+
+/// Sends each CSV record as a JSON line with `recordId` (when the CSV has
+/// that column), `occp_text` and `tasks_text`, read as `occoder code` reads
+/// them, so the output has one line per CSV record. A row that does not fit
+/// the header, or is not valid CSV, is sent as a line of plain text naming
+/// the problem, for which the server writes an "Invalid JSON data format."
+/// error line that echoes it.
+fn send_csv_as_jsonl(path: &Path, send: &mut impl FnMut(Vec<u8>) -> bool) {
+    let mut csv = match std::fs::File::open(path) {
+        Ok(file) => csv_input::reader(file),
+        Err(error) => {
+            eprintln!("error: failed to open {}: {error}", path.display());
+            return;
+        }
+    };
+    let columns = match CsvColumns::read_header(&mut csv) {
+        Ok(Some(columns)) => columns,
+        Ok(None) => return,
+        Err(error) => {
+            eprintln!("error: failed to read {}: {}", path.display(), super::error_report(&error));
+            return;
+        }
+    };
+    let mut buffer = Vec::with_capacity(UPLOAD_CHUNK_BYTES);
+    for row in csv.byte_records() {
+        let problem = match row {
+            Ok(row) => match columns.read(&row) {
+                CsvRow { record_id, occp_text: Some(occp_text), tasks_text: Some(tasks_text), problem: None } => {
+                    let mut object = serde_json::Map::new();
+                    if let Some(record_id) = record_id {
+                        object.insert("recordId".to_owned(), record_id.into());
+                    }
+                    object.insert("occp_text".to_owned(), occp_text.into());
+                    object.insert("tasks_text".to_owned(), tasks_text.into());
+                    Ok(serde_json::Value::Object(object).to_string())
+                }
+                CsvRow { problem, .. } => Err(problem.unwrap_or_else(|| "a text column is missing".to_owned())),
+            },
+            Err(error) => Err(format!("invalid CSV row: {error}")),
+        };
+        let line = problem.unwrap_or_else(|problem| {
+            eprintln!("warning: {}: {problem}; its output line will be an error", path.display());
+            format!("CSV row not sent: {problem}").replace(['\r', '\n'], " ")
+        });
+        buffer.extend_from_slice(line.as_bytes());
+        buffer.push(b'\n');
+        if buffer.len() >= UPLOAD_CHUNK_BYTES {
+            if !send(std::mem::take(&mut buffer)) {
+                return;
+            }
+            buffer.reserve(UPLOAD_CHUNK_BYTES);
+        }
+    }
+    if !buffer.is_empty() {
+        send(buffer);
     }
 }
 
@@ -398,8 +575,11 @@ async fn finish_download(
         bail!("the download ended after {lines} of {} lines; download it again", metadata.input_lines);
     }
     eprintln!(
-        "downloaded {lines} lines of operation {operation_id}: {} successful, {} unsuccessful, {} errors",
-        metadata.successful_lines, metadata.unsuccessful_lines, metadata.error_lines
+        "downloaded {} of operation {operation_id}: {} successful, {} unsuccessful, {}",
+        super::count(lines, "line"),
+        metadata.successful_lines,
+        metadata.unsuccessful_lines,
+        super::count(metadata.error_lines, "error")
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -10,10 +10,12 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use occoder_classification::TopicId;
 use occoder_model::bulk::{self, AsynchronousCodeResponse, EchoedInput};
-use occoder_model::{CodeOptions, CodeStatus, CodedRecord, Model, ModelRegistry, Scratch};
+use occoder_model::{CodeOptions, CodeStatus, CodedRecord, Model, Scratch};
 use occoder_text::{LengthLimit, Record, validate};
 use rayon::prelude::*;
 use serde::Serialize;
+
+use super::csv_input::{self, CsvColumns, CsvRow};
 
 /// Records read and coded together when coding a file.
 const CHUNK_RECORDS: usize = 16_384;
@@ -73,8 +75,7 @@ pub fn run(args: CodeArgs) -> anyhow::Result<ExitCode> {
 
 /// Loads the models directory and selects the model to use.
 pub(crate) fn load_model(models_dir: &Path, topic: TopicId, model_id: Option<&str>) -> anyhow::Result<Arc<Model>> {
-    let (registry, failures) = ModelRegistry::load_dir(models_dir)
-        .context("failed to load models; pass --models DIR or set OCCODER_MODELS")?;
+    let (registry, failures) = super::load_models_dir(models_dir)?;
     for failure in &failures {
         eprintln!("warning: skipped {}: {}", failure.path.display(), failure.error);
     }
@@ -123,8 +124,11 @@ fn code_file(model: &Model, input: &Path, output: &Path) -> anyhow::Result<ExitC
     progress.finish_and_clear();
 
     eprintln!(
-        "coded {} records: {} successful, {} unsuccessful, {} errors",
-        counts.total, counts.successful, counts.unsuccessful, counts.errors
+        "coded {}: {} successful, {} unsuccessful, {}",
+        super::count(counts.total, "record"),
+        counts.successful,
+        counts.unsuccessful,
+        super::count(counts.errors, "error")
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -225,17 +229,11 @@ fn code_csv(
     progress: &ProgressBar,
     counts: &mut Counts,
 ) -> anyhow::Result<()> {
-    let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
-    let headers: Vec<String> = csv.headers()?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
-    if headers.is_empty() {
+    let mut csv = csv_input::reader(reader);
+    let Some(columns) = CsvColumns::read_header(&mut csv)? else {
         // An empty file has no header and no rows, so no output lines.
         return Ok(());
-    }
-    let column = |names: &[&str]| headers.iter().position(|h| names.contains(&h.as_str()));
-    let (Some(occp), Some(tasks)) = (column(&["occp_text"]), column(&["tasks_text"])) else {
-        bail!("the CSV header must name occp_text and tasks_text columns (and optionally recordId); found {headers:?}");
     };
-    let columns = CsvColumns { record_id: column(&["recordid", "record_id"]), occp, tasks, count: headers.len() };
 
     let mut rows = csv.byte_records();
     loop {
@@ -243,7 +241,7 @@ fn code_csv(
             .by_ref()
             .take(CHUNK_RECORDS)
             .map(|row| match row {
-                Ok(row) => columns.parse(&row),
+                Ok(row) => parse_csv_row(&columns, &row),
                 Err(error) => Err(AsynchronousCodeResponse::failed(
                     Some("unknown".into()),
                     EchoedInput::Raw(String::new()),
@@ -261,63 +259,27 @@ fn code_csv(
     }
 }
 
-/// Positions of the CSV columns that records are read from, and the number
-/// of columns in the header.
-struct CsvColumns {
-    record_id: Option<usize>,
-    occp: usize,
-    tasks: usize,
-    count: usize,
-}
+/// Reads one CSV row into a record and validates it with the bulk limit.
+/// A row that does not fit the header gets a "Malformed record" error line.
+#[allow(clippy::result_large_err)]
+fn parse_csv_row(columns: &CsvColumns, row: &csv::ByteRecord) -> ParsedRow {
+    let CsvRow { record_id, occp_text, tasks_text, problem } = columns.read(row);
+    if let Some(problem) = problem {
+        return Err(AsynchronousCodeResponse::failed(
+            record_id,
+            EchoedInput::Fields { occp_text, tasks_text },
+            format!("Malformed record found in request: {problem}"),
+        ));
+    }
 
-impl CsvColumns {
-    /// Reads one row into a record and validates it with the bulk limit.
-    ///
-    /// Invalid UTF-8 becomes U+FFFD, which validation then reports with its
-    /// field. A row with a missing text column, or with more fields than the
-    /// header (usually an unquoted comma), gets an error line.
-    #[allow(clippy::result_large_err)]
-    fn parse(&self, row: &csv::ByteRecord) -> ParsedRow {
-        let field = |index: usize| row.get(index).map(|bytes| String::from_utf8_lossy(bytes).into_owned());
-        let record_id = self.record_id.and_then(field);
-        let (occp_text, tasks_text) = (field(self.occp), field(self.tasks));
-        let line = row.position().map_or(0, |position| position.line());
-
-        let problem = match (&occp_text, &tasks_text) {
-            (None, _) | (_, None) => {
-                let name = if occp_text.is_none() { "occp_text" } else { "tasks_text" };
-                Some(format!(
-                    "{name} is missing: the CSV row on line {line} has {} fields but the header has {}; \
-                     give every column, with an empty field for empty text",
-                    row.len(),
-                    self.count
-                ))
-            }
-            _ if row.len() > self.count => Some(format!(
-                "the CSV row on line {line} has {} fields but the header has {}; \
-                 put text that contains commas in double quotes",
-                row.len(),
-                self.count
-            )),
-            _ => None,
-        };
-        if let Some(problem) = problem {
-            return Err(AsynchronousCodeResponse::failed(
-                record_id,
-                EchoedInput::Fields { occp_text, tasks_text },
-                format!("Malformed record found in request: {problem}"),
-            ));
-        }
-
-        let record = Record::new(occp_text.unwrap_or_default(), tasks_text.unwrap_or_default());
-        match validate(&record, LengthLimit::Bulk) {
-            Ok(()) => Ok((record_id, record)),
-            Err(error) => Err(AsynchronousCodeResponse::failed(
-                record_id,
-                EchoedInput::Fields { occp_text: Some(record.occp_text), tasks_text: Some(record.tasks_text) },
-                error.to_string(),
-            )),
-        }
+    let record = Record::new(occp_text.unwrap_or_default(), tasks_text.unwrap_or_default());
+    match validate(&record, LengthLimit::Bulk) {
+        Ok(()) => Ok((record_id, record)),
+        Err(error) => Err(AsynchronousCodeResponse::failed(
+            record_id,
+            EchoedInput::Fields { occp_text: Some(record.occp_text), tasks_text: Some(record.tasks_text) },
+            error.to_string(),
+        )),
     }
 }
 
