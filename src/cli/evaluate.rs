@@ -75,15 +75,7 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<ExitCode> {
 
 fn read_checked(path: &Path, classification: &Classification) -> anyhow::Result<Vec<occoder_train::LabelledRecord>> {
     let file = read_labelled(path, classification)?;
-    if let Some(first) = file.rejected.first() {
-        eprintln!(
-            "warning: {} skipped {} lines; line {}: {}",
-            path.display(),
-            file.rejected.len(),
-            first.line,
-            first.reason
-        );
-    }
+    super::report_skipped(path, &file.rejected);
     if file.records.is_empty() {
         bail!("{} has no usable labelled records", path.display());
     }
@@ -95,6 +87,6 @@ fn print_thresholded(evaluation: &Evaluation, thresholds: &[f32; 5]) {
     for level in Level::ALL {
         let precision = evaluation.precision_by_level[level.index()]
             .map_or_else(|| "no records coded".to_string(), |p| format!("precision {p:.3}"));
-        println!("  {} threshold {:.3}: {}", level.label(), thresholds[level.index()], precision);
+        println!("  {} threshold {}: {}", level.label(), super::threshold_text(thresholds[level.index()]), precision);
     }
 }

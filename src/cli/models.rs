@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use occoder_model::{ModelMetadata, ModelRegistry};
+use occoder_model::ModelMetadata;
 
 #[derive(clap::Args)]
 pub struct ModelsArgs {
@@ -17,7 +17,7 @@ pub struct ModelsArgs {
 
 pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
     let dir = args.models.unwrap_or_else(super::default_models_dir);
-    let (registry, failures) = ModelRegistry::load_dir(&dir)?;
+    let (registry, failures) = super::load_models_dir(&dir)?;
     for failure in &failures {
         eprintln!("warning: skipped {}: {}", failure.path.display(), failure.error);
     }
@@ -48,7 +48,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
         println!("    input format: {}", metadata.input_format.join(", "));
         println!(
             "    thresholds (1, 2, 3, 4, 6 digits): {}",
-            model.thresholds().iter().map(|t| format!("{t:.3}")).collect::<Vec<_>>().join(", ")
+            model.thresholds().iter().map(|&t| super::threshold_text(t)).collect::<Vec<_>>().join(", ")
         );
         let summary = model.summary();
         println!(

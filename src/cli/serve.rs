@@ -3,6 +3,7 @@
 //! Settings come from, in increasing order of precedence: defaults, the
 //! TOML file (`--config`), `OCCODER_*` environment variables and flags.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -152,12 +153,16 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-/// Sets up tracing on standard error in the configured format. `RUST_LOG`
-/// overrides the configured filter.
+/// Sets up tracing on standard error in the configured format, with ANSI
+/// colours only when standard error is a terminal. `RUST_LOG` overrides the
+/// configured filter.
 fn init_logging(config: &ServerConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.logging.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match config.logging.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -57,6 +57,10 @@ pub struct TrainArgs {
     /// Lines files (training.jsonl, validation.jsonl, test.jsonl) here.
     #[arg(long)]
     splits_dir: Option<PathBuf>,
+    /// Write the model even when no level reaches --target-precision, so
+    /// that the model codes no record.
+    #[arg(long)]
+    allow_uncoded: bool,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
@@ -79,12 +83,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         None => (Splits::from_classification(&classification, &config), "built-in classification data".to_string()),
         Some(path) => {
             let file = read_labelled(path, &classification)?;
-            for rejected in file.rejected.iter().take(20) {
-                eprintln!("warning: {} line {}: skipped: {}", path.display(), rejected.line, rejected.reason);
-            }
-            if file.rejected.len() > 20 {
-                eprintln!("warning: {} more lines of {} skipped", file.rejected.len() - 20, path.display());
-            }
+            super::report_skipped(path, &file.rejected);
             if file.records.is_empty() {
                 bail!("{} has no usable labelled records", path.display());
             }
@@ -102,6 +101,18 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
 
     let release_date = args.release_date.unwrap_or_else(Utc::now);
     let outcome = occoder_train::train(&classification, splits, &config, &source, release_date)?;
+    let uncoded: Vec<Level> =
+        Level::ALL.into_iter().filter(|level| !super::reaches_confidence(outcome.model.thresholds()[level.index()])).collect();
+    if uncoded.len() == Level::ALL.len() && !args.allow_uncoded {
+        bail!(
+            "no level reaches the target precision {} on the {} validation records, so the model would code no record \
+             and {} was not written; train on more labelled records, lower --target-precision, \
+             or pass --allow-uncoded to write the model anyway",
+            config.target_precision,
+            outcome.model.summary().validation_records,
+            args.out.display()
+        );
+    }
 
     let bytes = file::save(&outcome.model, &args.out)?;
     if let Some(path) = &args.holdout_model {
@@ -120,12 +131,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     println!("  file: {} ({:.1} MB)", args.out.display(), bytes as f64 / 1e6);
     println!("  records: {} training, {} validation", summary.training_records, summary.validation_records);
     for level in Level::ALL {
-        println!(
-            "  {} threshold {:.3}, validation precision {:.3}",
-            level.label(),
-            outcome.model.thresholds()[level.index()],
-            summary.validation_precision[level.index()]
-        );
+        let threshold = outcome.model.thresholds()[level.index()];
+        if super::reaches_confidence(threshold) {
+            println!(
+                "  {} threshold {threshold:.3}, validation precision {:.3}",
+                level.label(),
+                summary.validation_precision[level.index()]
+            );
+        } else {
+            println!("  {} threshold {}", level.label(), super::threshold_text(threshold));
+        }
     }
     println!(
         "  validation production rate: {:.3} at 6 digits, {:.3} at any level",
@@ -133,6 +148,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     );
     println!("  trained in {:.1} s", started.elapsed().as_secs_f64());
     tracing::info!(model_id = %metadata.model_id, seconds = started.elapsed().as_secs_f64(), "training finished");
+    if !uncoded.is_empty() {
+        let labels: Vec<&str> = uncoded.iter().map(|level| level.label()).collect();
+        eprintln!(
+            "warning: no confidence reaches the target precision {} at {} on the validation split, so the model \
+             never codes a record at {}; train on more labelled records or lower --target-precision",
+            config.target_precision,
+            labels.join(", "),
+            if uncoded.len() == 1 { "that level" } else { "those levels" }
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

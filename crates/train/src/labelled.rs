@@ -68,6 +68,16 @@ pub fn read_labelled(path: &Path, classification: &Classification) -> Result<Lab
     let mut records = Vec::with_capacity(numbered.len());
     for (line, record) in numbered {
         let code = record.code.trim();
+        if code.is_empty() {
+            rejected.push(RejectedRecord {
+                line,
+                reason: format!(
+                    "the code is missing; give the record's 1, 2, 3, 4 or 6-digit {} code in the code field",
+                    classification.topic().full_name
+                ),
+            });
+            continue;
+        }
         if classification.category(code).is_none() {
             rejected.push(RejectedRecord {
                 line,
@@ -175,6 +185,20 @@ mod tests {
         assert_eq!(file.records[1].code, "099960");
         assert_eq!(file.rejected.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 3]);
         assert!(file.rejected[1].reason.contains("999999"));
+    }
+
+    #[test]
+    fn empty_code_is_reported_missing() {
+        let (_dir, path) = write("records.csv", "occp_text,tasks_text,code
+chef,cooking,
+nurse,caring, 
+");
+        let file = read_labelled(&path, &osca()).unwrap();
+
+        assert_eq!(file.rejected.len(), 2);
+        for rejected in &file.rejected {
+            assert!(rejected.reason.starts_with("the code is missing"), "{}", rejected.reason);
+        }
     }
 
     #[test]
