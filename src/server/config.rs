@@ -427,6 +427,16 @@ mod tests {
     }
 
     #[test]
+    fn example_file_has_every_table() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("occoder.example.toml");
+        let example: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+
+        for table in ["limits", "tls", "logging", "security", "auth", "bulk"] {
+            assert!(example.get(table).is_some_and(toml::Value::is_table), "occoder.example.toml has no [{table}] table");
+        }
+    }
+
+    #[test]
     fn sections_parse_with_units() {
         let config = ServerConfig::from_toml(
             r#"
