@@ -3,6 +3,7 @@
 
 Generate the stubs from the protos first (pip install grpcio grpcio-tools protobuf):
 
+    mkdir -p gen
     python -m grpc_tools.protoc -I proto --python_out=gen --grpc_python_out=gen \\
         proto/occoder/v1/occoder.proto proto/occoder/v1/auth.proto proto/occoder/v1/bulk.proto
 
