@@ -85,11 +85,18 @@ impl fmt::Display for Field {
 pub enum RecordError {
     /// A character outside printable ASCII (space to `~`).
     #[error(
-        "Invalid request body: {field} contains {character:?} (U+{code:04X}) at character {position}, \
+        "Invalid request body: {field} contains {character:?} (U+{code:04X}) at position {position_from_one}, \
          which is not printable ASCII; remove accents, symbols outside ASCII and control characters",
-        code = *character as u32
+        code = *character as u32,
+        position_from_one = *position + 1
     )]
-    NotPrintableAscii { field: Field, position: usize, character: char },
+    NotPrintableAscii {
+        field: Field,
+        /// Index of the character in the field, counting from 0; messages
+        /// count from 1, as readers do.
+        position: usize,
+        character: char,
+    },
     /// Combined text shorter than [`MIN_TEXT_LENGTH`].
     #[error(
         "Record has a total text length under {min} min: occp_text and tasks_text together have {length} \
@@ -110,7 +117,10 @@ impl RecordError {
     pub fn batch_line(&self, index: usize) -> String {
         match self {
             RecordError::NotPrintableAscii { field, position, .. } => {
-                format!("Record with index {index} has a character that is not printable ASCII in {field} at character {position}")
+                let position_from_one = position + 1;
+                format!(
+                    "Record with index {index} has a character that is not printable ASCII in {field} at position {position_from_one}"
+                )
             }
             RecordError::TooShort { min, .. } => format!("Record with index {index} has a total text length under {min} min"),
             RecordError::TooLong { max, .. } => format!("Record with index {index} has a total text length over {max} max"),
@@ -171,6 +181,8 @@ mod tests {
         assert_eq!(error, RecordError::NotPrintableAscii { field: Field::OccpText, position: 3, character: '\u{e9}' });
         assert!(error.to_string().starts_with("Invalid request body"));
         assert!(error.to_string().contains("occp_text"));
+        assert!(error.to_string().contains("at position 4,"), "{error}");
+        assert!(error.batch_line(0).ends_with("in occp_text at position 4"), "{}", error.batch_line(0));
     }
 
     #[test]
