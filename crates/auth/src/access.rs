@@ -207,9 +207,11 @@ impl AccessControl {
             // Debug level, because unknown ids are not throttled and could
             // flood the log. The id comes from the caller and may be of any
             // length, so logs and the error show at most its start.
-            let shown = shortened_id(client_id);
-            tracing::debug!(client_id = %shown, "rejected token request of unknown client");
-            return Err(AuthError::InvalidCredentials { client_id: shown });
+            let shortened = shortened_id(client_id);
+            tracing::debug!(client_id = %shortened, "rejected token request of unknown client");
+            return Err(AuthError::InvalidCredentials {
+                client_id: shortened,
+            });
         }
         self.throttle.record(client_id, now)?;
         let client = match self.registry.verify_secret(client_id, &credentials.secret) {
@@ -398,8 +400,9 @@ impl AccessControl {
     }
 }
 
-/// Longest client id that logs and errors repeat in full. Registered ids
-/// are far shorter, so only an unknown id is ever cut.
+/// Maximum length, in characters, of a client id that logs and errors
+/// repeat in full. Registered ids are far shorter, so only an unknown id is
+/// ever cut.
 const MAX_SHOWN_CLIENT_ID: usize = 64;
 
 /// Returns `client_id`, cut to [`MAX_SHOWN_CLIENT_ID`] characters with "..."
