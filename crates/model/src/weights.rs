@@ -46,8 +46,8 @@ const EMPTY_SLOT: Slot = Slot { feature: EMPTY, start: 0, end: 0, row: NO_ROW };
 /// A feature whose postings cover at least one classifier in this many
 /// also gets a dense row of all classifiers' weights. Scoring adds a dense
 /// row with vector instructions, 8 or 16 classifiers at a time, which beats
-/// scattering that many single postings; the common character n-grams
-/// that make up most of a record's postings are such features.
+/// scattering that many single postings. Most of a record's postings come
+/// from such features, the common character n-grams.
 const DENSE_ROW_DIVISOR: usize = 8;
 
 /// Inverted index from feature to `(classifier, weight)` postings.
