@@ -42,11 +42,14 @@ hotpath=$(cargo bench --no-run --bench hotpath 2>&1 | sed -n 's/.*Executable .*(
 "$hotpath"
 if command -v valgrind >/dev/null; then
     out=$(mktemp)
-    valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect='*Model*code_with*' "$hotpath" 2>/dev/null \
-        | tee /dev/stderr | sed -n 's/^\([0-9]*\) records coded.*/\1/p' > "$out.records"
+    # The program's own output carries the record count; callgrind's report
+    # goes to a file and its log to /dev/null.
+    report=$(valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect='*Model*code_with*' "$hotpath" 2>/dev/null)
+    echo "$report"
+    records=$(sed -n 's/^\([0-9]*\) records coded.*/\1/p' <<<"$report")
     instructions=$(callgrind_annotate "$out" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
-    echo "callgrind: $instructions instructions in code_with, $((instructions / $(cat "$out.records"))) per record"
-    rm -f "$out" "$out.records"
+    echo "callgrind: $instructions instructions in code_with, $((instructions / records)) per record"
+    rm -f "$out"
 else
     echo "valgrind is not installed; skipping the instruction count"
 fi
