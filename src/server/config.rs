@@ -488,6 +488,17 @@ mod tests {
     /// A named change to a configuration and a fragment of the error it must cause.
     type InvalidCase = (&'static str, fn(&mut ServerConfig), &'static str);
 
+    /// Checks that each case's change makes the default configuration
+    /// invalid, with an error that contains the case's fragment.
+    fn assert_each_rejected(cases: &[InvalidCase]) {
+        for (case, change, fragment) in cases {
+            let mut config = ServerConfig::default();
+            change(&mut config);
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(fragment), "{case}: {error}");
+        }
+    }
+
     #[test]
     fn bulk_limits_are_checked() {
         let cases: [InvalidCase; 7] = [
@@ -499,12 +510,7 @@ mod tests {
             ("huge operations", |config| config.bulk.max_concurrent_operations = usize::MAX, "bulk.max_concurrent_operations"),
             ("huge queue", |config| config.bulk.queue_capacity = usize::MAX, "bulk.queue_capacity"),
         ];
-        for (case, change, fragment) in cases {
-            let mut config = ServerConfig::default();
-            change(&mut config);
-            let error = config.validate().unwrap_err().to_string();
-            assert!(error.contains(fragment), "{case}: {error}");
-        }
+        assert_each_rejected(&cases);
     }
 
     #[test]
@@ -513,12 +519,7 @@ mod tests {
             ("connection calls", |config| config.limits.concurrency_limit_per_connection = usize::MAX, "limits.concurrency_limit_per_connection"),
             ("coding slots", |config| config.limits.max_concurrent_batches = usize::MAX, "limits.max_concurrent_batches"),
         ];
-        for (case, change, fragment) in cases {
-            let mut config = ServerConfig::default();
-            change(&mut config);
-            let error = config.validate().unwrap_err().to_string();
-            assert!(error.contains(fragment), "{case}: {error}");
-        }
+        assert_each_rejected(&cases);
     }
 
     #[test]
