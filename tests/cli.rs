@@ -149,7 +149,9 @@ fn file_coding_keeps_order_and_reports_bad_lines() {
     assert_eq!(lines[0]["recordId"], "1");
     assert_eq!(lines[0]["result"]["codeCategory"], "273333");
     assert_eq!(lines[10]["recordId"], "unknown");
-    assert_eq!(lines[10]["error"], "Invalid JSON data format.");
+    let invalid = lines[10]["error"].as_str().unwrap();
+    assert!(invalid.starts_with("Invalid JSON data format. The line is not valid JSON"), "{invalid}");
+    assert!(invalid.contains("write one JSON object per line"), "{invalid}");
     assert_eq!(lines[10]["input"], "this is not a json string");
     assert!(lines[11]["error"].as_str().unwrap().starts_with("Invalid request body"));
     assert_eq!(lines[11]["recordId"], "12");

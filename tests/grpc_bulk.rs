@@ -194,7 +194,7 @@ async fn operation_with_bad_lines_completes() {
 
     let (metadata, output) = download(&mut client, &token, &created.operation_id).await.expect("the download succeeds");
     assert_eq!(output, offline_output(&lines), "the operation's output differs from the offline output");
-    assert!(output[7].contains(r#""error":"Invalid JSON data format.""#), "{}", output[7]);
+    assert!(output[7].contains(r#""error":"Invalid JSON data format. The line is not valid JSON"#), "{}", output[7]);
     assert!(output[7].contains(r#""recordId":"unknown""#), "{}", output[7]);
     assert!(output[8].contains("tasks_text is missing"), "{}", output[8]);
     assert!(output[9].contains(r#""recordId":"9""#), "{}", output[9]);

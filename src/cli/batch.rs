@@ -446,8 +446,8 @@ fn send_file(path: &Path, send: &mut impl FnMut(Vec<u8>) -> bool) {
 /// that column), `occp_text` and `tasks_text`, read as `occoder code` reads
 /// them, so the output has one line per CSV record. A row that does not fit
 /// the header, or is not valid CSV, is sent as a line of plain text naming
-/// the problem, for which the server writes an "Invalid JSON data format."
-/// error line that echoes it.
+/// the problem, for which the server writes an error line that starts with
+/// "Invalid JSON data format." and echoes it.
 fn send_csv_as_jsonl(path: &Path, send: &mut impl FnMut(Vec<u8>) -> bool) {
     let mut csv = match std::fs::File::open(path) {
         Ok(file) => csv_input::reader(file),

@@ -19,7 +19,8 @@ use crate::{CodeOptions, CodeStatus, CodedRecord, Coding, Model, Scratch};
 /// Suggestions given for an unsuccessful record in bulk output.
 pub const BULK_SUGGESTIONS: usize = 3;
 
-/// The service's message for a line that is not a JSON object.
+/// The service's message for a line that is not a JSON object. Error lines
+/// start with it and go on with the problem and the fix.
 pub const INVALID_JSON: &str = "Invalid JSON data format.";
 
 /// The `input` echoed in a response: the record's fields, or the raw line
@@ -106,14 +107,21 @@ impl AsynchronousCodeResponse {
 #[allow(clippy::result_large_err)]
 pub fn parse_line(line: &str) -> Result<(Option<String>, Record), AsynchronousCodeResponse> {
     let line = line.strip_suffix('\r').unwrap_or(line);
-    let object = match serde_json::from_str::<Value>(line) {
-        Ok(Value::Object(object)) => object,
-        _ => {
-            return Err(AsynchronousCodeResponse::failed(
-                Some("unknown".into()),
-                EchoedInput::Raw(line.to_string()),
-                INVALID_JSON.to_string(),
-            ));
+    let problem = match serde_json::from_str::<Value>(line) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(Value::Array(_)) => Err("The line is a JSON array".to_string()),
+        Ok(Value::String(_)) => Err("The line is a JSON string".to_string()),
+        Ok(_) => Err("The line is a single JSON value".to_string()),
+        Err(error) => Err(format!("The line is not valid JSON ({error})")),
+    };
+    let object = match problem {
+        Ok(object) => object,
+        Err(problem) => {
+            let message = format!(
+                "{INVALID_JSON} {problem}; write one JSON object per line, such as \
+                 {{\"recordId\": \"1\", \"occp_text\": \"nurse\", \"tasks_text\": \"\"}}"
+            );
+            return Err(AsynchronousCodeResponse::failed(Some("unknown".into()), EchoedInput::Raw(line.to_string()), message));
         }
     };
 
@@ -193,7 +201,7 @@ mod tests {
         let response = parse_line("this is not a json string").unwrap_err();
 
         assert_eq!(response.record_id.as_deref(), Some("unknown"));
-        assert_eq!(response.error.as_deref(), Some(INVALID_JSON));
+        assert!(response.error.as_deref().unwrap().starts_with(INVALID_JSON), "{response:?}");
         assert_eq!(response.input, EchoedInput::Raw("this is not a json string".into()));
     }
 
@@ -226,9 +234,27 @@ mod tests {
     fn error_response_serialises_like_service() {
         let line = parse_line("oops").unwrap_err().to_json_line();
 
-        assert_eq!(
-            line,
-            r#"{"recordId":"unknown","codeStatus":"unsuccessful","input":"oops","error":"Invalid JSON data format."}"#
+        assert!(
+            line.starts_with(r#"{"recordId":"unknown","codeStatus":"unsuccessful","input":"oops","error":"Invalid JSON data format. "#),
+            "{line}"
         );
+    }
+
+    #[test]
+    fn invalid_json_names_problem_and_fix() {
+        let cases = [
+            ("oops", "not valid JSON (expected value at line 1 column 1)"),
+            ("[1, 2]", "a JSON array"),
+            ("\"nurse\"", "a JSON string"),
+            ("42", "a single JSON value"),
+            ("{\"occp_text\": \"nurse\"", "not valid JSON (EOF while parsing an object"),
+        ];
+        for (line, problem) in cases {
+            let error = parse_line(line).unwrap_err().error.unwrap();
+
+            assert!(error.starts_with(INVALID_JSON), "{line}: {error}");
+            assert!(error.contains(problem), "{line}: {error}");
+            assert!(error.contains("write one JSON object per line"), "{line}: {error}");
+        }
     }
 }
