@@ -105,6 +105,24 @@ async fn token_is_reused_between_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_token_needs_its_secret() {
+    let server = TestServer::start(|_| {}).await;
+    let endpoint = server.endpoint();
+    let (client_id, secret) = endpoint.add_client(Role::Partner);
+    let cache = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let input = write_jsonl(work.path());
+    let submit = ["submit", "--topic", "osca", "--input", input.to_str().unwrap()];
+
+    let first = batch(&endpoint.url(), Some((&client_id, &secret)), cache.path(), &submit).await;
+    let wrong = batch(&endpoint.url(), Some((&client_id, "not-the-secret")), cache.path(), &submit).await;
+
+    assert!(first.success, "{}", first.stderr);
+    assert!(!wrong.success, "a wrong secret was accepted through the cached token: {}", wrong.stdout);
+    assert!(wrong.stderr.contains("UNAUTHENTICATED") || wrong.stderr.contains("Unauthenticated"), "{}", wrong.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_cooldown_error_says_until_when() {
     let server = TestServer::start(|config| config.auth.token_requests_per_window = 1).await;
     let endpoint = server.endpoint();

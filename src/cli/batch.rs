@@ -197,7 +197,7 @@ impl Session {
             )
         })?;
 
-        let cache = TokenCache::for_client(&url, &client_id);
+        let cache = TokenCache::for_client(&url, &client_id, &secret);
         if cache.is_none() {
             eprintln!("warning: neither XDG_CACHE_HOME nor HOME is set, so the access token is not kept for the next run");
         }
