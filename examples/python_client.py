@@ -38,14 +38,21 @@ def main():
     address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50051"
     channel = grpc.insecure_channel(address)
 
-    # 1. Get an access token. It lasts an hour: reuse it for every call.
+    # 1. Get an access token. It lasts an hour: reuse it for every call,
+    # because a client that requests more than 10 tokens an hour (the
+    # default) is refused new ones for 15 minutes.
     auth = auth_pb2_grpc.AuthStub(channel)
-    token = auth.CreateToken(
-        auth_pb2.CreateTokenRequest(
-            client_id=os.environ["OCCODER_CLIENT_ID"],
-            client_secret=os.environ["OCCODER_CLIENT_SECRET"],
-        )
-    ).access_token
+    try:
+        token = auth.CreateToken(
+            auth_pb2.CreateTokenRequest(
+                client_id=os.environ["OCCODER_CLIENT_ID"],
+                client_secret=os.environ["OCCODER_CLIENT_SECRET"],
+            )
+        ).access_token
+    except grpc.RpcError as error:
+        # The message gives the cause and the fix, for example when to retry.
+        print(f"token request failed: {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
     metadata = [("authorization", f"Bearer {token}")]
     coder = occoder_pb2_grpc.CoderStub(channel)
 
