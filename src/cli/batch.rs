@@ -575,7 +575,7 @@ async fn finish_download(
         bail!("the download ended after {lines} of {} lines; download it again", metadata.input_lines);
     }
     eprintln!(
-        "downloaded {} of operation {operation_id}: {} successful, {} unsuccessful, {}",
+        "downloaded {} of operation {operation_id}: {} successful, {} unsuccessful with suggestions, {} (unsuccessful with an error field)",
         super::count(lines, "line"),
         metadata.successful_lines,
         metadata.unsuccessful_lines,

@@ -124,7 +124,7 @@ fn code_file(model: &Model, input: &Path, output: &Path) -> anyhow::Result<ExitC
     progress.finish_and_clear();
 
     eprintln!(
-        "coded {}: {} successful, {} unsuccessful, {}",
+        "coded {}: {} successful, {} unsuccessful with suggestions, {} (unsuccessful with an error field)",
         super::count(counts.total, "record"),
         counts.successful,
         counts.unsuccessful,
