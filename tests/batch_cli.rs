@@ -123,6 +123,27 @@ async fn cached_token_needs_its_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_of_other_topic_gives_hint() {
+    let server = TestServer::start(|_| {}).await;
+    let endpoint = server.endpoint();
+    let (client_id, secret) = endpoint.add_client(Role::Partner);
+    let cache = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let input = write_jsonl(work.path());
+    let credentials = Some((client_id.as_str(), secret.as_str()));
+
+    let submitted =
+        batch(&endpoint.url(), credentials, cache.path(), &["submit", "--topic", "osca", "--input", input.to_str().unwrap()]).await;
+    assert!(submitted.success, "{}", submitted.stderr);
+    let operation_id = submitted.stdout.trim();
+    let status = batch(&endpoint.url(), credentials, cache.path(), &["status", "--topic", "anzsco", "--operation", operation_id]).await;
+
+    assert!(!status.success, "{}", status.stdout);
+    assert!(status.stderr.contains("Unable to retrieve operation for given id"), "{}", status.stderr);
+    assert!(status.stderr.contains("that --topic is the topic the operation was submitted with"), "{}", status.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_cooldown_error_says_until_when() {
     let server = TestServer::start(|config| config.auth.token_requests_per_window = 1).await;
     let endpoint = server.endpoint();

@@ -266,11 +266,20 @@ impl Session {
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
+                Err(status) if status.code() == Code::NotFound && status.message().starts_with(UNKNOWN_OPERATION) => bail!(
+                    "{} ({:?}); check the operation id, and that --topic is the topic the operation was submitted with",
+                    status.message(),
+                    status.code()
+                ),
                 Err(status) => bail!("{} ({:?})", status.message(), status.code()),
             }
         }
     }
 }
+
+/// Start of the server's message for an operation id that it does not
+/// know under the given topic.
+const UNKNOWN_OPERATION: &str = "Unable to retrieve operation for given id";
 
 /// Returns `server` as a URL. A bare host:port gets `http://`, because
 /// `occoder batch` has no TLS options.
