@@ -196,10 +196,7 @@ impl BulkCoder for BulkCoderService {
     ) -> Result<Response<Self::DownloadOperationOutputStream>, Status> {
         let ids = CallIds::authorize(&request, "DownloadOperationOutput")?;
         let request = request.into_inner();
-        let topic = parse_topic(&request.topic).map_err(|error| ids.api_error(error))?;
-        let client_id = ids.client_id.clone();
-        let download =
-            self.call_store(&ids, move |store| store.download(&client_id, topic.uri_name(), &request.operation_id)).await?;
+        let (topic, download) = self.open_download(&ids, &request.topic, request.operation_id).await?;
 
         let model = self.model_of(topic, &download.metadata.model_id);
         let metadata = metadata_message(download.metadata, model);
@@ -217,10 +214,7 @@ impl BulkCoder for BulkCoderService {
     ) -> Result<Response<pb::OperationMetadata>, Status> {
         let ids = CallIds::authorize(&request, "GetOperationMetadata")?;
         let request = request.into_inner();
-        let topic = parse_topic(&request.topic).map_err(|error| ids.api_error(error))?;
-        let client_id = ids.client_id.clone();
-        let download =
-            self.call_store(&ids, move |store| store.download(&client_id, topic.uri_name(), &request.operation_id)).await?;
+        let (topic, download) = self.open_download(&ids, &request.topic, request.operation_id).await?;
         let model = self.model_of(topic, &download.metadata.model_id);
         Ok(Response::new(metadata_message(download.metadata, model)))
     }
@@ -241,6 +235,20 @@ impl BulkCoderService {
             .await
             .map_err(|error| ids.api_error(ApiError::Internal { context: format!("operation store task failed: {error}") }))?
             .map_err(|error| ids.store_error(&error))
+    }
+
+    /// Opens the output of the caller's operation `operation_id` of `topic`,
+    /// which both the download and the metadata calls read.
+    async fn open_download(
+        &self,
+        ids: &CallIds,
+        topic: &str,
+        operation_id: String,
+    ) -> Result<(TopicId, occoder_operations::Download), Status> {
+        let topic = parse_topic(topic).map_err(|error| ids.api_error(error))?;
+        let client_id = ids.client_id.clone();
+        let download = self.call_store(ids, move |store| store.download(&client_id, topic.uri_name(), &operation_id)).await?;
+        Ok((topic, download))
     }
 
     /// Describes the model `model_id` if it is still loaded.
