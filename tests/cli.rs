@@ -261,7 +261,8 @@ fn models_lists_both_topics() {
     let models = stdout_json(&output);
     let topics: Vec<&str> = models.as_array().unwrap().iter().map(|m| m["topic"].as_str().unwrap()).collect();
 
-    assert!(topics.contains(&"osca") && topics.contains(&"anzsco"), "{models}");
+    assert!(topics.contains(&"osca"), "{models}");
+    assert!(topics.contains(&"anzsco"), "{models}");
     for model in models.as_array().unwrap() {
         assert_eq!(model["modelType"], "hsvm");
         assert_eq!(model["inputFormat"], serde_json::json!(["occp_text", "tasks_text"]));

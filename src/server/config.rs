@@ -271,6 +271,7 @@ impl BulkConfig {
         if let Some((name, _)) = counts.iter().find(|(_, value)| *value == 0) {
             return invalid(format!("bulk.{name} must be at least 1"));
         }
+
         if self.threads > MAX_THREADS {
             return invalid(format!("bulk.threads must be at most {MAX_THREADS}; 0 means one per CPU"));
         }
@@ -279,6 +280,7 @@ impl BulkConfig {
                 return invalid(format!("bulk.{name} must be at most {MAX_PERMITS}"));
             }
         }
+
         if self.stream_max_in_flight_records > MAX_IN_FLIGHT_RECORDS {
             return invalid(format!("bulk.stream_max_in_flight_records must be at most {MAX_IN_FLIGHT_RECORDS}"));
         }
@@ -288,6 +290,7 @@ impl BulkConfig {
                 self.stream_max_in_flight_records, self.stream_chunk_records
             ));
         }
+
         // An invalid line is echoed in its error line, and JSON escaping can
         // make each byte up to 6 bytes long (\u0000), so the longest output
         // line must still fit in one DownloadOperationOutput message.
@@ -300,6 +303,7 @@ impl BulkConfig {
                 self.max_line_bytes
             ));
         }
+
         for (name, secs) in [("upload_timeout_secs", self.upload_timeout_secs), ("retention_secs", self.retention_secs)] {
             if secs > MAX_DURATION_SECS {
                 return invalid(format!("bulk.{name} must be at most {MAX_DURATION_SECS} (100 years)"));

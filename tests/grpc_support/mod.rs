@@ -161,12 +161,12 @@ pub fn record_with_id(record_id: &str, occp_text: &str, tasks_text: &str) -> pb:
     pb::Record { record_id: Some(record_id.to_owned()), ..record(occp_text, tasks_text) }
 }
 
-/// A Code request for one record against the topic's latest model.
+/// Builds a Code request for one record against the topic's latest model.
 pub fn code_one(topic: &str, record: pb::Record) -> pb::CodeRequest {
     pb::CodeRequest { topic: topic.to_owned(), record: Some(record), ..Default::default() }
 }
 
-/// A Code request for a batch against the topic's latest model.
+/// Builds a Code request for a batch against the topic's latest model.
 pub fn code_batch(topic: &str, records: Vec<pb::Record>) -> pb::CodeRequest {
     pb::CodeRequest { topic: topic.to_owned(), records, ..Default::default() }
 }
@@ -184,7 +184,7 @@ pub fn assert_status(status: &Status, code: Code, message_prefix: &str, reason: 
     assert_eq!(info.domain, domain);
 }
 
-/// The field names of a status's `BadRequest` detail.
+/// Returns the field names of a status's `BadRequest` detail.
 pub fn violation_fields(status: &Status) -> Vec<String> {
     status
         .get_details_bad_request()

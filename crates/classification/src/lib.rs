@@ -71,7 +71,7 @@ impl Level {
         Level::from_digits(code.len())
     }
 
-    /// The code's ancestor at this level, or `None` if the code is shorter.
+    /// Returns the code's ancestor at this level, or `None` if the code is shorter.
     pub fn prefix_of(self, code: &str) -> Option<&str> {
         code.get(..self.digits())
     }
@@ -103,7 +103,7 @@ pub struct Category {
 }
 
 impl Category {
-    /// Whether this is an OSCA supplementary code (`0`, `09`, `099`, `0999`
+    /// Returns whether this is an OSCA supplementary code (`0`, `09`, `099`, `0999`
     /// or `0999xx`) rather than part of the classification proper.
     pub fn is_supplementary(&self) -> bool {
         self.code.starts_with('0')
@@ -132,7 +132,7 @@ pub struct OccupationText {
 }
 
 impl OccupationText {
-    /// All titles: principal first, then alternative titles,
+    /// Returns all titles: principal first, then alternative titles,
     /// specialisations and nec titles.
     pub fn titles(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.title.as_str())
@@ -147,9 +147,9 @@ impl OccupationText {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SupplementaryText {
     pub code: String,
-    /// Answers to "What is your job?".
+    /// Responses to "What is your job?".
     pub occupation_phrases: Vec<String>,
-    /// Answers to "What are your main tasks?"; may contain "".
+    /// Responses to "What are your main tasks?". An empty string is allowed.
     pub task_phrases: Vec<String>,
 }
 
@@ -183,8 +183,8 @@ impl Classification {
         load::load(topic, &load::Source::Directory(data_dir))
     }
 
-    /// The classification of `topic` from the copy of `data/` compiled into
-    /// this build.
+    /// Loads the classification of `topic` from the copy of `data/` compiled
+    /// into this build.
     pub fn builtin(topic: TopicId) -> Classification {
         load::load(topic, &load::Source::Builtin).expect("the built-in classification data is checked by the tests")
     }
@@ -244,12 +244,12 @@ impl Classification {
         &self.topic
     }
 
-    /// All categories, parents before children, sorted by level then code.
+    /// Returns all categories, parents before children, sorted by level then code.
     pub fn categories(&self) -> &[Category] {
         &self.categories
     }
 
-    /// The category with this code.
+    /// Finds the category with this code.
     pub fn category(&self, code: &str) -> Option<&Category> {
         self.index_of(code).map(|index| &self.categories[index as usize])
     }
@@ -275,8 +275,9 @@ impl Classification {
     }
 }
 
-/// The code of a category's parent: the first 4 digits of an occupation, or
-/// the code less its last digit for groups. `None` for major groups.
+/// Returns the code of a category's parent: the first 4 digits of an
+/// occupation, or the code less its last digit for groups. `None` for major
+/// groups.
 pub fn parent_code(code: &str) -> Option<&str> {
     match code.len() {
         6 => Some(&code[..4]),

@@ -55,7 +55,7 @@ pub struct AsynchronousCodeResponse {
 }
 
 impl AsynchronousCodeResponse {
-    /// The response for a record that was coded.
+    /// Builds the response for a record that was coded.
     pub fn coded(record_id: Option<String>, record: Record, coding: Coding) -> AsynchronousCodeResponse {
         let (result, suggestions) = match coding.status {
             CodeStatus::Successful => (coding.result.into_iter().next(), None),
@@ -75,7 +75,7 @@ impl AsynchronousCodeResponse {
         }
     }
 
-    /// The response for a record that could not be coded.
+    /// Builds the response for a record that could not be coded.
     pub fn failed(record_id: Option<String>, input: EchoedInput, error: String) -> AsynchronousCodeResponse {
         AsynchronousCodeResponse {
             record_id,
@@ -87,12 +87,12 @@ impl AsynchronousCodeResponse {
         }
     }
 
-    /// Whether this response reports an error rather than a coding.
+    /// Returns whether this response reports an error rather than a coding.
     pub fn is_error(&self) -> bool {
         self.error.is_some()
     }
 
-    /// The response as one line of JSON, without the newline.
+    /// Serialises the response as one line of JSON, without the newline.
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).expect("responses contain only strings and finite numbers")
     }

@@ -117,7 +117,7 @@ impl Model {
             .collect()
     }
 
-    /// The confidence of every category for `record`, indexed like
+    /// Computes the confidence of every category for `record`, indexed like
     /// [`Model::categories`].
     pub fn confidences(&self, record: &Record) -> Vec<f32> {
         let mut scratch = Scratch::default();
@@ -168,7 +168,7 @@ impl Model {
         }
     }
 
-    /// The code of each level, from 1-digit to 6-digit, that coding
+    /// Returns the code of each level, from 1-digit to 6-digit, that coding
     /// considers: the most confident occupation and its ancestors, which
     /// is the guide's "moving up the classification hierarchy from 6-digit
     /// to 1-digit". Levels without a returnable code are `None`.
@@ -186,8 +186,8 @@ impl Model {
         best
     }
 
-    /// The `count` most confident 6-digit codes, best first; ties go to the
-    /// lower code.
+    /// Returns the `count` most confident 6-digit codes, best first. Ties go
+    /// to the lower code.
     pub fn top_occupations(&self, confidence: &[f32], count: usize) -> Vec<CodedRecord> {
         if count == 0 {
             return Vec::new();
@@ -376,8 +376,8 @@ fn lane_sum(values: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + rest
 }
 
-/// The largest of `values` by [`f32::max`], in eight interleaved lanes;
-/// negative infinity for an empty slice.
+/// Returns the maximum of `values` by [`f32::max`], taken in eight
+/// interleaved lanes, or negative infinity for an empty slice.
 #[inline(always)]
 fn lane_max(values: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];

@@ -89,7 +89,7 @@ impl ModelRegistry {
         ModelRegistry { models }
     }
 
-    /// Every model, grouped by topic, newest first.
+    /// Returns every model, grouped by topic, newest first.
     pub fn all(&self) -> &[Arc<Model>] {
         &self.models
     }
@@ -98,25 +98,25 @@ impl ModelRegistry {
         self.models.is_empty()
     }
 
-    /// The models of `topic`, newest first: highest `modelVersion`, then
-    /// latest release date.
+    /// Returns the models of `topic`, newest first: highest `modelVersion`,
+    /// then latest release date.
     pub fn models(&self, topic: TopicId) -> impl Iterator<Item = &Arc<Model>> {
         self.models.iter().filter(move |model| model.topic() == topic)
     }
 
-    /// The newest model of `topic`.
+    /// Returns the newest model of `topic`.
     pub fn latest(&self, topic: TopicId) -> Result<&Arc<Model>, RegistryError> {
         self.models(topic).next().ok_or(RegistryError::NoModels { topic })
     }
 
-    /// The model with id `model_id` (a GUID, compared case-insensitively),
+    /// Finds the model with id `model_id` (a GUID, compared case-insensitively),
     /// which must code to `topic`.
     pub fn find(&self, topic: TopicId, model_id: &str) -> Result<&Arc<Model>, RegistryError> {
-        let wanted = model_id.trim();
+        let requested = model_id.trim();
         let model = self
             .models
             .iter()
-            .find(|model| model.metadata().model_id.to_string().eq_ignore_ascii_case(wanted))
+            .find(|model| model.metadata().model_id.to_string().eq_ignore_ascii_case(requested))
             .ok_or_else(|| RegistryError::ModelNotFound { model_id: model_id.to_string() })?;
         if model.topic() != topic {
             return Err(RegistryError::ModelTopicMismatch {

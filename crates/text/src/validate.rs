@@ -112,7 +112,7 @@ pub enum RecordError {
 }
 
 impl RecordError {
-    /// The service's per-record line for a small batch, as in
+    /// Formats the service's per-record line for a small batch, as in
     /// "Record with index 2 has a total text length under 3 min".
     pub fn batch_line(&self, index: usize) -> String {
         match self {
@@ -127,8 +127,8 @@ impl RecordError {
         }
     }
 
-    /// The field the error is about; length errors concern both fields and
-    /// report `occp_text`.
+    /// Returns the field the error is about. Length errors concern both
+    /// fields and report `occp_text`.
     pub fn field(&self) -> Field {
         match self {
             RecordError::NotPrintableAscii { field, .. } => *field,
