@@ -51,6 +51,70 @@ pub struct Scratch {
     blended: Vec<f32>,
 }
 
+/// The widest vector instructions that coding may use on this processor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Simd {
+    /// What every processor of the target has: SSE2 on x86-64.
+    Baseline,
+    Avx2,
+    /// AVX-512 with the byte, word, doubleword and vector-length extensions.
+    Avx512,
+}
+
+impl Simd {
+    /// Returns the widest instruction set this processor supports. The
+    /// standard library caches the processor's answer, so this is cheap.
+    #[inline]
+    pub(crate) fn detect() -> Simd {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl") {
+                return Simd::Avx512;
+            }
+            if has!("avx2") {
+                return Simd::Avx2;
+            }
+        }
+        Simd::Baseline
+    }
+
+    /// Runs `work` compiled for this instruction set, which the processor
+    /// must support: the loops of `work` and of everything it inlines
+    /// vectorise to this width. Callers mark `work` `#[inline(always)]`.
+    #[inline(always)]
+    pub(crate) fn run<R>(self, work: impl FnOnce() -> R) -> R {
+        match self {
+            // SAFETY: `Simd::detect` returns these only when the processor
+            // supports them, and tests pass only detected ones.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { run_avx512(work) },
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => unsafe { run_avx2(work) },
+            _ => work(),
+        }
+    }
+
+    /// Returns every instruction set this processor supports, narrowest first.
+    #[cfg(test)]
+    fn supported() -> Vec<Simd> {
+        let widest = Simd::detect();
+        [Simd::Baseline, Simd::Avx2, Simd::Avx512].into_iter().filter(|&simd| simd as u8 <= widest as u8).collect()
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+fn run_avx512<R>(work: impl FnOnce() -> R) -> R {
+    work()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn run_avx2<R>(work: impl FnOnce() -> R) -> R {
+    work()
+}
+
 /// Offset of an only child's sigmoid: `1 / (1 + e^-87)` rounds to exactly 1
 /// in `f32`, so an only child takes its parent's whole path probability.
 const ONLY_CHILD_OFFSET: f32 = -87.0;
@@ -67,6 +131,8 @@ pub(crate) struct Layout {
     offset: Vec<f32>,
     /// Indices of the 6-digit categories, increasing.
     occupations: Vec<u32>,
+    /// Whether each category is a 6-digit occupation.
+    is_occupation: Vec<bool>,
 }
 
 impl Layout {
@@ -80,6 +146,7 @@ impl Layout {
             slope: Vec::with_capacity(count),
             offset: Vec::with_capacity(count),
             occupations: Vec::new(),
+            is_occupation: Vec::with_capacity(count),
         };
         for (index, category) in parts.categories.iter().enumerate() {
             let parent = category.parent.map_or(count, |parent| parent as usize);
@@ -91,6 +158,7 @@ impl Layout {
             if category.level == Level::Occupation {
                 layout.occupations.push(index as u32);
             }
+            layout.is_occupation.push(category.level == Level::Occupation);
         }
         layout
     }
@@ -211,19 +279,51 @@ impl Model {
     /// Returns the occupation with the maximum confidence by
     /// [`f32::total_cmp`]; ties go to the lower index.
     fn best_occupation(&self, confidence: &[f32]) -> Option<usize> {
-        let categories = &self.parts.categories;
-        assert!(confidence.len() >= categories.len(), "{} confidences for {} categories", confidence.len(), categories.len());
-        let mut best: Option<usize> = None;
-        let mut best_key = i32::MIN;
-        for &index in &self.layout.occupations {
-            let key = total_order_key(confidence[index as usize]);
-            // The first occupation always counts, even when its key is the
-            // smallest possible; later ones need a strictly larger key.
-            let better = key > best_key || best.is_none();
-            best = if better { Some(index as usize) } else { best };
-            best_key = if better { key } else { best_key };
+        Simd::detect().run(
+            #[inline(always)]
+            || self.best_occupation_inline(confidence),
+        )
+    }
+
+    #[inline(always)]
+    fn best_occupation_inline(&self, confidence: &[f32]) -> Option<usize> {
+        let count = self.parts.categories.len();
+        assert!(confidence.len() >= count, "{} confidences for {count} categories", confidence.len());
+        let confidence = &confidence[..count];
+        let is_occupation = &self.layout.is_occupation[..count];
+
+        // One pass in 16 lanes, which vectorises: each lane keeps its
+        // largest key and the first index that has it. Categories other
+        // than occupations count as the smallest key, and an occupation
+        // with the smallest key still replaces them.
+        const LANES: usize = 16;
+        let key = |flag: bool, value: f32| if flag { total_order_key(value) } else { i32::MIN };
+        let mut best_keys = [i32::MIN; LANES];
+        let mut best_indices = [u32::MAX; LANES];
+        let flags = is_occupation.chunks_exact(LANES);
+        let values = confidence.chunks_exact(LANES);
+        let tail = flags.remainder().iter().zip(values.remainder());
+        for (start, (flags, values)) in flags.zip(values).enumerate() {
+            let start = (start * LANES) as u32;
+            for lane in 0..LANES {
+                let key = key(flags[lane], values[lane]);
+                let better = key > best_keys[lane] || (flags[lane] && best_indices[lane] == u32::MAX);
+                best_keys[lane] = if better { key } else { best_keys[lane] };
+                best_indices[lane] = if better { start + lane as u32 } else { best_indices[lane] };
+            }
         }
-        best
+        let mut best: Option<(i32, u32)> = None;
+        let tail_start = count - tail.len();
+        let candidates = best_keys.into_iter().zip(best_indices).filter(|&(_, index)| index != u32::MAX);
+        let tail = tail.enumerate().filter(|(_, (flag, _))| **flag);
+        let candidates = candidates.chain(tail.map(|(offset, (_, &value))| (key(true, value), (tail_start + offset) as u32)));
+        for (key, index) in candidates {
+            // Larger keys win; equal keys go to the lower index.
+            if best.is_none_or(|(best_key, best_index)| key > best_key || (key == best_key && index < best_index)) {
+                best = Some((key, index));
+            }
+        }
+        best.map(|(_, index)| index as usize)
     }
 
     fn coded_record(&self, index: usize, confidence: &[f32]) -> CodedRecord {
@@ -243,26 +343,29 @@ impl Model {
     // BENCHMARKS.md.
     fn compute_confidences(&self, record: &Record, scratch: &mut Scratch) {
         self.featurizer.extract(&record.occp_text, &record.tasks_text, &mut scratch.text, &mut scratch.features);
+        self.score_and_walk(Simd::detect(), scratch);
+    }
 
+    /// Scores every classifier and walks the tree with the vector
+    /// instructions of `simd`, which the processor must support.
+    fn score_and_walk(&self, simd: Simd, scratch: &mut Scratch) {
+        simd.run(
+            #[inline(always)]
+            || self.score_and_walk_inline(scratch),
+        );
+    }
+
+    /// Adds the biases and the weights of `scratch.features` into
+    /// `scratch.scores`, then walks the tree. Inlined into one copy per
+    /// instruction set, so that its loops vectorise to the widest
+    /// registers the processor has; no form fuses multiplies and adds, so
+    /// all give identical confidences.
+    #[inline(always)]
+    fn score_and_walk_inline(&self, scratch: &mut Scratch) {
         scratch.scores.clear();
         scratch.scores.extend_from_slice(&self.parts.biases);
         self.parts.weights.accumulate_vector(&scratch.features, &mut scratch.scores);
 
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the processor supports AVX2, checked just above.
-            unsafe { self.walk_tree_avx2(scratch) };
-            return;
-        }
-        self.walk_tree(scratch);
-    }
-
-    /// Runs [`Model::walk_tree`] with AVX2 instructions, twice as wide as
-    /// the SSE2 of baseline x86-64. Neither form fuses multiplies and adds,
-    /// so both give identical confidences.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn walk_tree_avx2(&self, scratch: &mut Scratch) {
         self.walk_tree(scratch);
     }
 
@@ -659,19 +762,24 @@ mod tests {
         }
     }
 
-    /// The tree pass gives bit-identical confidences whether it runs with
-    /// AVX2 (when the processor has it) or with baseline instructions.
+    /// Scoring and the tree pass give bit-identical confidences with every
+    /// instruction set the processor supports.
     #[test]
-    fn tree_pass_same_with_and_without_avx2() {
+    fn every_instruction_set_gives_identical_confidences() {
         let (model, vocabulary) = random_model(5);
         let mut scratch = Scratch::default();
+        let simds = Simd::supported();
+        eprintln!("instruction sets compared: {simds:?}");
         for record in random_records(&vocabulary, 500, 105) {
-            model.compute_confidences(&record, &mut scratch);
-            let dispatched = scratch.confidence.clone();
+            model.featurizer.extract(&record.occp_text, &record.tasks_text, &mut scratch.text, &mut scratch.features);
+            model.score_and_walk(Simd::Baseline, &mut scratch);
+            let baseline = scratch.confidence.clone();
 
-            model.walk_tree(&mut scratch);
+            for &simd in &simds {
+                model.score_and_walk(simd, &mut scratch);
 
-            assert_eq!(scratch.confidence, dispatched, "{record:?}");
+                assert_eq!(scratch.confidence, baseline, "{simd:?}, {record:?}");
+            }
         }
     }
 
@@ -691,6 +799,32 @@ mod tests {
         assert_eq!(fast_exp(1000.0), fast_exp(88.0));
         assert!(fast_exp(88.0).is_finite());
         assert!(fast_exp(-87.0) > 0.0);
+    }
+
+    /// The vectorised search for the best occupation agrees with a plain
+    /// scan, ties and the smallest keys included.
+    #[test]
+    fn best_occupation_matches_plain_scan() {
+        let (model, _) = random_model(9);
+        let occupations = &model.layout.occupations;
+        let plain = |confidence: &[f32]| {
+            occupations.iter().map(|&index| index as usize).fold(None, |best: Option<usize>, index| match best {
+                Some(best) if confidence[index].total_cmp(&confidence[best]).is_le() => Some(best),
+                _ => Some(index),
+            })
+        };
+        let mut rng = SplitMix(99);
+        let count = model.categories().len();
+        for trial in 0..500 {
+            let confidence: Vec<f32> = match trial % 4 {
+                0 => vec![0.0; count],
+                1 => vec![f32::NEG_INFINITY; count],
+                2 => (0..count).map(|_| rng.below(3) as f32 / 4.0).collect(),
+                _ => (0..count).map(|_| rng.uniform(0.0, 1.0)).collect(),
+            };
+
+            assert_eq!(model.best_occupation(&confidence), plain(&confidence), "trial {trial}");
+        }
     }
 
     #[test]

@@ -227,6 +227,7 @@ impl FeatureWeights {
     /// # Panics
     /// If `scores` is shorter than the number of classifiers given to
     /// [`FeatureWeights::check`].
+    #[inline(always)]
     pub fn accumulate_vector(&self, vector: &SparseVector, scores: &mut [f32]) {
         self.check_scores(scores);
         for (&feature, &value) in vector.indices().iter().zip(vector.values()) {
@@ -309,31 +310,15 @@ impl FeatureWeights {
     }
 }
 
-/// Adds `value × weights[k]` to `scores[k]` for every `k`. On x86-64
-/// processors with AVX2 the same loop runs in 256-bit registers; both forms
-/// multiply and add separately, so they give identical sums.
+/// Adds `value × weights[k]` to `scores[k]` for every `k`. The loop
+/// vectorises to the width of the instruction set of its caller, which
+/// [`crate::infer`] chooses at run time; every width multiplies and adds
+/// separately, so all give identical sums.
 #[inline(always)]
 fn add_row(scores: &mut [f32], weights: &[i16], value: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the processor supports AVX2, checked just above.
-        unsafe { add_row_avx2(scores, weights, value) };
-        return;
-    }
-    add_row_portable(scores, weights, value);
-}
-
-#[inline(always)]
-fn add_row_portable(scores: &mut [f32], weights: &[i16], value: f32) {
     for (score, &weight) in scores.iter_mut().zip(weights) {
         *score += value * weight as f32;
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn add_row_avx2(scores: &mut [f32], weights: &[i16], value: f32) {
-    add_row_portable(scores, weights, value);
 }
 
 fn classifier_bound(postings: &[Posting]) -> usize {
@@ -414,24 +399,6 @@ mod tests {
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn vector_row_sum_is_identical_to_portable() {
-        if !std::arch::is_x86_feature_detected!("avx2") {
-            eprintln!("skipped: this processor lacks AVX2");
-            return;
-        }
-        let weights: Vec<i16> = (0..1_003).map(|k| ((k * 7_919) % 65_536 - 32_768) as i16).collect();
-        let start: Vec<f32> = (0..1_003).map(|k| k as f32 / 3.0 - 100.0).collect();
-        let (mut portable, mut vector) = (start.clone(), start);
-
-        add_row_portable(&mut portable, &weights, 0.000_123);
-        // SAFETY: AVX2 support was checked above.
-        unsafe { add_row_avx2(&mut vector, &weights, 0.000_123) };
-
-        assert_eq!(portable, vector);
-    }
-
     #[test]
     fn check_rejects_out_of_range_category() {
         let weights = FeatureWeights::build(vec![(7, 5, 1.0)]);
@@ -439,4 +406,3 @@ mod tests {
         assert!(weights.check(3).is_err());
     }
 }
-
