@@ -19,7 +19,6 @@
 //! unit length.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use rust_stemmers::{Algorithm, Stemmer};
 
@@ -73,7 +72,7 @@ pub struct Featurizer {
     config: FeatureConfig,
     stemmer: Stemmer,
     /// Stems of words seen in training, to skip the stemmer on the hot path.
-    stem_cache: HashMap<String, String>,
+    stem_cache: foldhash::HashMap<String, String>,
 }
 
 /// Reusable buffers for [`Featurizer::extract`], one per thread.
@@ -88,7 +87,7 @@ pub struct Scratch {
 
 impl Featurizer {
     pub fn new(config: FeatureConfig) -> Featurizer {
-        Featurizer { config, stemmer: Stemmer::create(Algorithm::English), stem_cache: HashMap::new() }
+        Featurizer { config, stemmer: Stemmer::create(Algorithm::English), stem_cache: foldhash::HashMap::default() }
     }
 
     pub fn config(&self) -> &FeatureConfig {
