@@ -13,6 +13,20 @@
 
 use occoder_text::SparseVector;
 
+/// Dense rows added in one pass over the scores.
+const DENSE_BATCH: usize = 4;
+
+/// Dense rows waiting to be added, with the values of their features.
+#[derive(Default)]
+struct DenseBatch {
+    rows: [(u32, f32); DENSE_BATCH],
+    count: usize,
+}
+
+/// How many features ahead [`FeatureWeights::accumulate_vector`] prefetches
+/// hash table slots.
+const PREFETCH_DISTANCE: usize = 4;
+
 /// Empty slot marker in the open-addressing table.
 const EMPTY: u32 = u32::MAX;
 
@@ -230,32 +244,95 @@ impl FeatureWeights {
     #[inline(always)]
     pub fn accumulate_vector(&self, vector: &SparseVector, scores: &mut [f32]) {
         self.check_scores(scores);
-        for (&feature, &value) in vector.indices().iter().zip(vector.values()) {
-            self.add_postings(feature, value, scores);
+        let features = vector.indices();
+        let mut dense = DenseBatch::default();
+        for (k, (&feature, &value)) in features.iter().zip(vector.values()).enumerate() {
+            // Most slots are not in the cache yet; asking for one a few
+            // features ahead overlaps its fetch with this feature's work.
+            if let Some(&ahead) = features.get(k + PREFETCH_DISTANCE) {
+                self.prefetch_slot(ahead);
+            }
+            let Some(slot) = self.find(feature) else { continue };
+            let value = value * self.scale;
+            if slot.row == NO_ROW {
+                self.add_sparse(slot, value, scores);
+                continue;
+            }
+            dense.rows[dense.count] = (slot.row, value);
+            dense.count += 1;
+            if dense.count == DENSE_BATCH {
+                self.add_dense(&dense.rows, scores);
+                dense.count = 0;
+            }
         }
+        match dense.count {
+            1 => self.add_dense(&[dense.rows[0]], scores),
+            2 => self.add_dense(&[dense.rows[0], dense.rows[1]], scores),
+            3 => self.add_dense(&[dense.rows[0], dense.rows[1], dense.rows[2]], scores),
+            _ => {}
+        }
+    }
+
+    /// Asks the processor to start loading the first slot `find` would
+    /// read for `feature`.
+    #[inline(always)]
+    fn prefetch_slot(&self, feature: u32) {
+        #[cfg(target_arch = "x86_64")]
+        if !self.slots.is_empty() {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let slot = &self.slots[slot_of(feature, self.slots.len())];
+            // SAFETY: SSE is part of every x86-64 processor, and a prefetch
+            // of a valid address has no effect but on the cache.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>((slot as *const Slot).cast()) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = feature;
     }
 
     fn check_scores(&self, scores: &[f32]) {
         assert!(self.classifier_bound <= scores.len(), "score buffer of {} for {} classifiers", scores.len(), self.classifier_bound);
     }
 
-    /// Adds the postings of `feature` times `value` to `scores`. Callers
-    /// check `scores` with [`FeatureWeights::check_scores`] first.
+    /// Adds the postings of `feature` times `value` to `scores`, by the same
+    /// arithmetic as [`FeatureWeights::accumulate_vector`]. Callers check
+    /// `scores` with [`FeatureWeights::check_scores`] first.
     #[inline(always)]
     fn add_postings(&self, feature: u32, value: f32, scores: &mut [f32]) {
         let Some(slot) = self.find(feature) else { return };
         let value = value * self.scale;
-        if slot.row != NO_ROW {
-            let width = self.classifier_bound;
-            let start = slot.row as usize * width;
-            add_row(&mut scores[..width], &self.dense_rows[start..start + width], value);
-            return;
+        if slot.row == NO_ROW {
+            self.add_sparse(slot, value, scores);
+        } else {
+            self.add_dense(&[(slot.row, value)], scores);
         }
+    }
+
+    /// Adds a slot's postings times `value`, already in units of the scale.
+    #[inline(always)]
+    fn add_sparse(&self, slot: &Slot, value: f32, scores: &mut [f32]) {
         for posting in &self.postings[slot.start as usize..slot.end as usize] {
             // SAFETY: `classifier_bound` exceeds every stored classifier
             // index, and every caller checked it against the length of
             // `scores` with `check_scores`.
             unsafe { *scores.get_unchecked_mut(posting.classifier as usize) += value * posting.weight as f32 };
+        }
+    }
+
+    /// Adds `value × row` for each `(row, value)` of `rows`, in order, to
+    /// every classifier's score in one pass, so that each score is loaded
+    /// and stored once for all the rows. The loop over classifiers
+    /// vectorises to the width of the caller's instruction set.
+    #[inline(always)]
+    fn add_dense<const N: usize>(&self, rows: &[(u32, f32); N], scores: &mut [f32]) {
+        let width = self.classifier_bound;
+        let weights = rows.map(|(row, _)| &self.dense_rows[row as usize * width..][..width]);
+        let values = rows.map(|(_, value)| value);
+        for (index, score) in scores[..width].iter_mut().enumerate() {
+            let mut sum = *score;
+            for row in 0..N {
+                sum += values[row] * weights[row][index] as f32;
+            }
+            *score = sum;
         }
     }
 
@@ -307,17 +384,6 @@ impl FeatureWeights {
             return Err("a posting names a classifier that does not exist".into());
         }
         Ok(())
-    }
-}
-
-/// Adds `value × weights[k]` to `scores[k]` for every `k`. The loop
-/// vectorises to the width of the instruction set of its caller, which
-/// [`crate::infer`] chooses at run time; every width multiplies and adds
-/// separately, so all give identical sums.
-#[inline(always)]
-fn add_row(scores: &mut [f32], weights: &[i16], value: f32) {
-    for (score, &weight) in scores.iter_mut().zip(weights) {
-        *score += value * weight as f32;
     }
 }
 
