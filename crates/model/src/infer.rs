@@ -133,6 +133,13 @@ pub(crate) struct Layout {
     occupations: Vec<u32>,
     /// Whether each category is a 6-digit occupation.
     is_occupation: Vec<bool>,
+    /// Every category, deepest level first, then by position among its
+    /// siblings: the order of the loops that add children into their
+    /// parents. Consecutive entries then have different parents, so no
+    /// addition waits for the one before it to be stored, and each parent
+    /// still adds its children in index order, after all their own
+    /// children.
+    sum_order: Vec<u32>,
 }
 
 impl Layout {
@@ -147,6 +154,7 @@ impl Layout {
             offset: Vec::with_capacity(count),
             occupations: Vec::new(),
             is_occupation: Vec::with_capacity(count),
+            sum_order: Vec::with_capacity(count),
         };
         for (index, category) in parts.categories.iter().enumerate() {
             let parent = category.parent.map_or(count, |parent| parent as usize);
@@ -160,6 +168,23 @@ impl Layout {
             }
             layout.is_occupation.push(category.level == Level::Occupation);
         }
+
+        let mut depth = vec![0u32; count];
+        for index in 0..count {
+            let parent = layout.parent[index] as usize;
+            depth[index] = if parent == count { 0 } else { depth[parent] + 1 };
+        }
+        let mut sibling_position = vec![0u32; count];
+        for siblings in children {
+            for (position, &child) in siblings.iter().enumerate() {
+                sibling_position[child as usize] = position as u32;
+            }
+        }
+        layout.sum_order = (0..count as u32).collect();
+        layout.sum_order.sort_by_key(|&index| {
+            let index = index as usize;
+            (std::cmp::Reverse(depth[index]), sibling_position[index], index)
+        });
         layout
     }
 }
@@ -392,7 +417,8 @@ impl Model {
         scratch.inverse_sum.resize(count + 1, 0.0);
         let inverse_sum = &mut scratch.inverse_sum[..count + 1];
         let parents = &layout.parent[..count];
-        for index in 0..count {
+        for &index in &layout.sum_order {
+            let index = index as usize;
             inverse_sum[parents[index] as usize] += probability[index];
         }
         inverse_sum.iter_mut().for_each(|sum| *sum = 1.0 / *sum);
@@ -457,7 +483,8 @@ impl Model {
             confidence[category as usize] = blend * inverse_total;
         }
         let parents = &self.layout.parent[..count];
-        for index in (0..count).rev() {
+        for &index in &self.layout.sum_order {
+            let index = index as usize;
             confidence[parents[index] as usize] += confidence[index];
         }
     }
