@@ -362,10 +362,11 @@ impl Model {
 
     /// Fills `scratch.confidence` with every category's confidence, and
     /// one more entry for the root.
-    // TODO: this costs about 19 µs (230,000 instructions) per OSCA record on
-    // one core, so 2 cores code about 100,000 records/s, not 200,000. Most
-    // of the time goes to character n-gram postings and the tree pass; see
-    // BENCHMARKS.md.
+    // TODO: this costs about 13 µs per OSCA record on one core of the
+    // benchmark machine, so 2 cores code about 145,000 records/s, short of
+    // 200,000. Sparse postings, which are limited by memory reads, and the
+    // tree's per-node sums take most of it; BENCHMARKS.md lists what was
+    // tried.
     fn compute_confidences(&self, record: &Record, scratch: &mut Scratch) {
         self.featurizer.extract(&record.occp_text, &record.tasks_text, &mut scratch.text, &mut scratch.features);
         self.score_and_walk(Simd::detect(), scratch);
