@@ -20,8 +20,8 @@ use crate::proto::v1::coder_server::Coder;
 pub const MAX_BATCH_RECORDS: usize = 300;
 
 /// Calls with at most this many valid records are coded on the async
-/// worker that received them. A record takes about 20 µs, less than
-/// handing it to another thread and waking the caller again; larger
+/// worker that received them, because a record takes about 15 µs, less
+/// than handing it to another thread and waking the caller again. Larger
 /// batches go to the coding pool, which codes their records in parallel.
 const INLINE_RECORDS: usize = 2;
 

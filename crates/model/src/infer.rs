@@ -54,7 +54,7 @@ pub struct Scratch {
 /// The widest vector instructions that coding may use on this processor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Simd {
-    /// What every processor of the target has: SSE2 on x86-64.
+    /// The instructions of every processor of the target: SSE2 on x86-64.
     Baseline,
     Avx2,
     /// AVX-512 with the byte, word, doubleword and vector-length extensions.
@@ -63,7 +63,8 @@ pub(crate) enum Simd {
 
 impl Simd {
     /// Returns the widest instruction set this processor supports. The
-    /// standard library caches the processor's answer, so this is cheap.
+    /// standard library caches the result of the processor check, so this
+    /// is cheap.
     #[inline]
     pub(crate) fn detect() -> Simd {
         #[cfg(target_arch = "x86_64")]
@@ -134,11 +135,10 @@ pub(crate) struct Layout {
     /// Whether each category is a 6-digit occupation.
     is_occupation: Vec<bool>,
     /// Every category, deepest level first, then by position among its
-    /// siblings: the order of the loops that add children into their
-    /// parents. Consecutive entries then have different parents, so no
-    /// addition waits for the one before it to be stored, and each parent
-    /// still adds its children in index order, after all their own
-    /// children.
+    /// siblings. The loops that add children into their parents follow this
+    /// order, so consecutive additions go to different parents and none
+    /// waits for the one before it to be stored. Each parent still adds its
+    /// children in index order, after all their own children.
     sum_order: Vec<u32>,
 }
 
@@ -317,8 +317,8 @@ impl Model {
         let confidence = &confidence[..count];
         let is_occupation = &self.layout.is_occupation[..count];
 
-        // One pass in 16 lanes, which vectorises: each lane keeps its
-        // largest key and the first index that has it. Categories other
+        // One pass in 16 lanes vectorises. Each lane keeps its largest key
+        // and the first index that has it. Categories other
         // than occupations count as the smallest key, and an occupation
         // with the smallest key still replaces them.
         const LANES: usize = 16;
@@ -365,7 +365,7 @@ impl Model {
     // TODO: this costs about 13 µs per OSCA record on one core of the
     // benchmark machine, so 2 cores code about 145,000 records/s, short of
     // 200,000. Sparse postings, which are limited by memory reads, and the
-    // tree's per-node sums take most of it; BENCHMARKS.md lists what was
+    // tree's per-node sums take most of it. BENCHMARKS.md lists what was
     // tried.
     fn compute_confidences(&self, record: &Record, scratch: &mut Scratch) {
         self.featurizer.extract(&record.occp_text, &record.tasks_text, &mut scratch.text, &mut scratch.features);

@@ -247,7 +247,7 @@ impl FeatureWeights {
         let features = vector.indices();
         let mut dense = DenseBatch::default();
         for (k, (&feature, &value)) in features.iter().zip(vector.values()).enumerate() {
-            // Most slots are not in the cache yet; asking for one a few
+            // Most slots are not in the cache yet, so asking for one a few
             // features ahead overlaps its fetch with this feature's work.
             if let Some(&ahead) = features.get(k + PREFETCH_DISTANCE) {
                 self.prefetch_slot(ahead);

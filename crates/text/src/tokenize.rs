@@ -102,7 +102,7 @@ pub fn for_each_word(text: &str, scratch: &mut String, mut emit: impl FnMut(&str
     }
 }
 
-/// What the tokenizer does with a word of [`STOP_WORDS`] or [`EXPANSIONS`].
+/// The tokenizer's treatment of a word of [`STOP_WORDS`] or [`EXPANSIONS`].
 enum Special {
     Stop,
     /// The words the abbreviation stands for, separated by spaces.
