@@ -843,6 +843,8 @@ mod tests {
         };
         let mut rng = SplitMix(99);
         let count = model.categories().len();
+        assert!(count > 16, "{count} categories fill no 16-lane chunk");
+        assert_ne!(count % 16, 0, "{count} categories leave no tail after the 16-lane chunks");
         for trial in 0..500 {
             let confidence: Vec<f32> = match trial % 4 {
                 0 => vec![0.0; count],
