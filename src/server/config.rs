@@ -77,8 +77,8 @@ pub struct LimitsConfig {
     /// Default 128.
     pub max_concurrent_streams: u32,
     /// Maximum coding batches run at once on blocking threads; later calls
-    /// wait for a slot. Calls with 1 or 2 records skip the wait and are
-    /// coded on the async worker. 0 means the number of CPUs. Default 0.
+    /// wait for a slot. Calls with 1 or 2 valid records skip the wait and
+    /// are coded on the async worker. 0 means the number of CPUs. Default 0.
     pub max_concurrent_batches: usize,
     /// Seconds between HTTP/2 PING frames on idle connections; 0 disables
     /// them. Default 60.

@@ -1,8 +1,8 @@
 //! Classifier weights laid out by feature.
 //!
 //! Every category except the root has one linear classifier in its parent's
-//! node, so a model has about as many classifiers as categories (about
-//! 1,800 for OSCA). Storing them as one dense row each would take gigabytes
+//! node, and every occupation also has a leaf expert, so a model has about
+//! 2,900 classifiers for OSCA. Storing them as one dense row each would take gigabytes
 //! in a 2^24 hashed feature space, and most features occur under few nodes.
 //! Instead the weights form an inverted index: for each feature seen in
 //! training, a posting list of `(classifier, weight)` pairs. Scoring a record
