@@ -8,7 +8,7 @@
 //! in [`FeatureWeights`]. [`Model::code`] turns a record into a [`Coding`];
 //! [`Model::code_batch`] does the same for many records on all cores.
 //!
-//! Model files ([`file`]) carry a header with a format version and a
+//! Model files ([`file`](mod@file)) carry a header with a format version and a
 //! checksum, then the model serialised with postcard. [`ModelRegistry`]
 //! loads every model file of a directory and picks each topic's latest.
 

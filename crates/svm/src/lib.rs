@@ -5,9 +5,9 @@
 //! [`train_one_vs_rest`] trains one classifier per class in parallel with
 //! rayon. [`PlattScaling`] turns decision values into probabilities.
 //!
-//! The parameters implement linfa's [`Fit`](linfa::traits::Fit) for a
+//! The parameters implement linfa's [`Fit`] for a
 //! `DatasetBase<SparseRecords, Array1<bool>>`, and the model implements
-//! [`Predict`](linfa::traits::Predict), so the solver can stand in wherever
+//! [`Predict`], so the solver can stand in wherever
 //! a linfa classifier is expected. linfa-svm solves the same problem with a
 //! dense kernel matrix; the tests use it as a reference on small problems.
 

@@ -1,7 +1,7 @@
 //! Text handling for occupation coding: validation of survey answers with
 //! the coding service's rules, then feature extraction.
 //!
-//! Data flows one way: a [`Record`] is checked by [`validate`], split into
+//! Data flows one way: a [`Record`] is checked by [`validate()`], split into
 //! words by [`tokenize`], stemmed and hashed by [`Featurizer`] into a
 //! [`SparseVector`] that the model scores.
 
