@@ -318,34 +318,45 @@ impl Model {
         let is_occupation = &self.layout.is_occupation[..count];
 
         // One pass in 16 lanes vectorises. Each lane keeps its largest key
-        // and the first index that has it. Categories other
-        // than occupations count as the smallest key, and an occupation
-        // with the smallest key still replaces them.
+        // and the first index that has it. Categories other than
+        // occupations count as the smallest key, and an occupation with the
+        // smallest key still replaces them, because a lane's index stays
+        // unset until it meets an occupation.
         const LANES: usize = 16;
+        const UNSET: u32 = u32::MAX;
         let key = |flag: bool, value: f32| if flag { total_order_key(value) } else { i32::MIN };
-        let mut best_keys = [i32::MIN; LANES];
-        let mut best_indices = [u32::MAX; LANES];
+        let mut lane_keys = [i32::MIN; LANES];
+        let mut lane_indices = [UNSET; LANES];
         let flags = is_occupation.chunks_exact(LANES);
         let values = confidence.chunks_exact(LANES);
-        let tail = flags.remainder().iter().zip(values.remainder());
-        for (start, (flags, values)) in flags.zip(values).enumerate() {
-            let start = (start * LANES) as u32;
+        let (tail_flags, tail_values) = (flags.remainder(), values.remainder());
+        for (chunk, (flags, values)) in flags.zip(values).enumerate() {
+            let start = (chunk * LANES) as u32;
             for lane in 0..LANES {
-                let key = key(flags[lane], values[lane]);
-                let better = key > best_keys[lane] || (flags[lane] && best_indices[lane] == u32::MAX);
-                best_keys[lane] = if better { key } else { best_keys[lane] };
-                best_indices[lane] = if better { start + lane as u32 } else { best_indices[lane] };
+                let candidate = key(flags[lane], values[lane]);
+                let better = candidate > lane_keys[lane] || (flags[lane] && lane_indices[lane] == UNSET);
+                lane_keys[lane] = if better { candidate } else { lane_keys[lane] };
+                lane_indices[lane] = if better { start + lane as u32 } else { lane_indices[lane] };
             }
         }
+
+        // The lanes' winners and the occupations after the last full
+        // chunk: larger keys win, and equal keys go to the lower index.
         let mut best: Option<(i32, u32)> = None;
-        let tail_start = count - tail.len();
-        let candidates = best_keys.into_iter().zip(best_indices).filter(|&(_, index)| index != u32::MAX);
-        let tail = tail.enumerate().filter(|(_, (flag, _))| **flag);
-        let candidates = candidates.chain(tail.map(|(offset, (_, &value))| (key(true, value), (tail_start + offset) as u32)));
-        for (key, index) in candidates {
-            // Larger keys win; equal keys go to the lower index.
-            if best.is_none_or(|(best_key, best_index)| key > best_key || (key == best_key && index < best_index)) {
-                best = Some((key, index));
+        let mut consider = |candidate: i32, index: u32| {
+            if best.is_none_or(|(best_key, best_index)| candidate > best_key || (candidate == best_key && index < best_index)) {
+                best = Some((candidate, index));
+            }
+        };
+        for (&lane_key, &index) in lane_keys.iter().zip(&lane_indices) {
+            if index != UNSET {
+                consider(lane_key, index);
+            }
+        }
+        let tail_start = count - tail_flags.len();
+        for (offset, (&flag, &value)) in tail_flags.iter().zip(tail_values).enumerate() {
+            if flag {
+                consider(key(true, value), (tail_start + offset) as u32);
             }
         }
         best.map(|(_, index)| index as usize)
@@ -382,10 +393,10 @@ impl Model {
     }
 
     /// Adds the biases and the weights of `scratch.features` into
-    /// `scratch.scores`, then walks the tree. Inlined into one copy per
-    /// instruction set, so that its loops vectorise to the widest
-    /// registers the processor has; no form fuses multiplies and adds, so
-    /// all give identical confidences.
+    /// `scratch.scores`, then walks the tree. It is inlined into one copy
+    /// per instruction set, so its loops vectorise to the widest registers
+    /// the processor has. No copy fuses multiplies and adds, so all give
+    /// identical confidences.
     #[inline(always)]
     fn score_and_walk_inline(&self, scratch: &mut Scratch) {
         scratch.scores.clear();

@@ -2,8 +2,9 @@
 //!
 //! Every category except the root has one linear classifier in its parent's
 //! node, and every occupation also has a leaf expert, so a model has about
-//! 2,900 classifiers for OSCA. Storing them as one dense row each would take gigabytes
-//! in a 2^24 hashed feature space, and most features occur under few nodes.
+//! 2,900 classifiers for OSCA. Storing them as one dense row each would take
+//! gigabytes in a 2^24 hashed feature space, and most features occur under
+//! few nodes.
 //! Instead the weights form an inverted index: for each feature seen in
 //! training, a posting list of `(classifier, weight)` pairs. Scoring a record
 //! walks the posting lists of its features and adds into one small score
@@ -307,7 +308,8 @@ impl FeatureWeights {
         }
     }
 
-    /// Adds a slot's postings times `value`, already in units of the scale.
+    /// Adds a slot's postings times `value` to `scores`. `value` is already
+    /// multiplied by the index's scale.
     #[inline(always)]
     fn add_sparse(&self, slot: &Slot, value: f32, scores: &mut [f32]) {
         for posting in &self.postings[slot.start as usize..slot.end as usize] {
