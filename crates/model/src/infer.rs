@@ -81,8 +81,8 @@ impl Simd {
     }
 
     /// Runs `work` compiled for this instruction set, which the processor
-    /// must support: the loops of `work` and of everything it inlines
-    /// vectorise to this width. Callers mark `work` `#[inline(always)]`.
+    /// must support. The loops of `work` and of everything it inlines then
+    /// vectorise to this width, so callers mark `work` `#[inline(always)]`.
     #[inline(always)]
     pub(crate) fn run<R>(self, work: impl FnOnce() -> R) -> R {
         match self {
