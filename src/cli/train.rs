@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use occoder_classification::{Classification, Level, TopicId};
 use occoder_model::file;
+use occoder_text::FeatureConfig;
 use occoder_train::{LabelledRecord, Splits, TrainConfig, read_labelled};
 
 #[derive(clap::Args)]
@@ -38,6 +39,18 @@ pub struct TrainArgs {
     /// Share of job titles held out from training for validation and test, between 0 and 1.
     #[arg(long, default_value_t = TrainConfig::default().holdout_fraction)]
     holdout_fraction: f64,
+    /// Shortest character n-gram taken from the job title, in characters.
+    /// Shorter n-grams occur in more titles and make coding slower.
+    #[arg(long, default_value_t = TrainConfig::default().features.min_char_ngram)]
+    min_char_ngram: u8,
+    /// Longest character n-gram taken from the job title, in characters.
+    #[arg(long, default_value_t = TrainConfig::default().features.max_char_ngram)]
+    max_char_ngram: u8,
+    /// Weights smaller than this in absolute value are dropped from the
+    /// model. Larger values make the model smaller and coding faster, and
+    /// may lower accuracy.
+    #[arg(long, default_value_t = TrainConfig::default().prune_below)]
+    prune_below: f32,
     /// modelVersion recorded in the model.
     #[arg(long, default_value_t = 1)]
     model_version: u32,
@@ -76,6 +89,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         target_precision: args.target_precision,
         holdout_fraction: args.holdout_fraction,
         model_version: args.model_version,
+        prune_below: args.prune_below,
+        features: FeatureConfig {
+            min_char_ngram: args.min_char_ngram,
+            max_char_ngram: args.max_char_ngram,
+            ..FeatureConfig::default()
+        },
         ..TrainConfig::default()
     };
 

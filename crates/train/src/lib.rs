@@ -203,6 +203,10 @@ pub fn train(
     Ok(TrainOutcome { model, holdout_model, splits })
 }
 
+/// Longest character n-gram that training accepts. Job titles are at most
+/// 100 characters, and n-grams longer than a word match almost nothing.
+const MAX_CHAR_NGRAM: u8 = 20;
+
 fn check_config(config: &TrainConfig) -> Result<(), TrainError> {
     if !(config.c > 0.0 && config.c.is_finite()) {
         return Err(TrainError::Setting(format!("c must be a positive number, got {}", config.c)));
@@ -218,6 +222,15 @@ fn check_config(config: &TrainConfig) -> Result<(), TrainError> {
     }
     if config.folds < 2 {
         return Err(TrainError::Setting(format!("calibration needs at least 2 folds, got {}", config.folds)));
+    }
+    if !(config.prune_below >= 0.0 && config.prune_below.is_finite()) {
+        return Err(TrainError::Setting(format!("prune-below must be 0 or a positive number, got {}", config.prune_below)));
+    }
+    let (min, max) = (config.features.min_char_ngram, config.features.max_char_ngram);
+    if !(1..=MAX_CHAR_NGRAM).contains(&min) || !(min..=MAX_CHAR_NGRAM).contains(&max) {
+        return Err(TrainError::Setting(format!(
+            "character n-gram lengths must satisfy 1 <= min-char-ngram <= max-char-ngram <= {MAX_CHAR_NGRAM}, got {min} and {max}"
+        )));
     }
     Ok(())
 }
@@ -253,5 +266,42 @@ fn validation_figures(model: &Model, records: &[LabelledRecord]) -> ValidationFi
         precision: std::array::from_fn(|l| if coded[l] == 0 { 0.0 } else { correct[l] as f64 / coded[l] as f64 }),
         production_6_digit: share(codings.iter().flatten().filter(|c| c.len() == 6).count()),
         production_any: share(codings.iter().flatten().count()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_ngrams(min: u8, max: u8) -> TrainConfig {
+        let features = FeatureConfig { min_char_ngram: min, max_char_ngram: max, ..FeatureConfig::default() };
+        TrainConfig { features, ..TrainConfig::default() }
+    }
+
+    #[test]
+    fn settings_accept_defaults() {
+        assert!(check_config(&TrainConfig::default()).is_ok());
+        assert!(check_config(&with_ngrams(5, 5)).is_ok());
+        assert!(check_config(&with_ngrams(1, MAX_CHAR_NGRAM)).is_ok());
+    }
+
+    #[test]
+    fn settings_reject_bad_ngram_lengths() {
+        for (min, max) in [(0, 5), (5, 4), (4, MAX_CHAR_NGRAM + 1)] {
+            let error = check_config(&with_ngrams(min, max)).expect_err("invalid lengths").to_string();
+
+            assert!(error.contains("min-char-ngram"), "{min} to {max}: {error}");
+            assert!(error.contains(&format!("got {min} and {max}")), "{min} to {max}: {error}");
+        }
+    }
+
+    #[test]
+    fn settings_reject_bad_pruning() {
+        for prune_below in [-0.1, f32::NAN, f32::INFINITY] {
+            let config = TrainConfig { prune_below, ..TrainConfig::default() };
+            let error = check_config(&config).expect_err("invalid pruning").to_string();
+
+            assert!(error.contains("prune-below"), "{prune_below}: {error}");
+        }
     }
 }
