@@ -48,7 +48,10 @@ pub struct Scratch {
     /// Per category, then the root: path probability, and after the blend
     /// the confidence.
     confidence: Vec<f32>,
-    blended: Vec<f32>,
+    /// Per occupation, in category order: path probability, and after the
+    /// blend the confidence. Searches for the best occupations read this
+    /// contiguous copy instead of picking occupations out of `confidence`.
+    occupation_confidence: Vec<f32>,
 }
 
 /// The widest vector instructions that coding may use on this processor.
@@ -132,8 +135,10 @@ pub(crate) struct Layout {
     offset: Vec<f32>,
     /// Indices of the 6-digit categories, increasing.
     occupations: Vec<u32>,
-    /// Whether each category is a 6-digit occupation.
-    is_occupation: Vec<bool>,
+    /// The parent of each occupation, in the order of `occupations`.
+    occupation_parents: Vec<u32>,
+    /// Indices of the categories above the 6-digit level, increasing.
+    groups: Vec<u32>,
     /// Every category, deepest level first, then by position among its
     /// siblings. The loops that add children into their parents follow this
     /// order, so consecutive additions go to different parents and none
@@ -153,7 +158,8 @@ impl Layout {
             slope: Vec::with_capacity(count),
             offset: Vec::with_capacity(count),
             occupations: Vec::new(),
-            is_occupation: Vec::with_capacity(count),
+            occupation_parents: Vec::new(),
+            groups: Vec::new(),
             sum_order: Vec::with_capacity(count),
         };
         for (index, category) in parts.categories.iter().enumerate() {
@@ -165,8 +171,10 @@ impl Layout {
             layout.offset.push(offset);
             if category.level == Level::Occupation {
                 layout.occupations.push(index as u32);
+                layout.occupation_parents.push(parent as u32);
+            } else {
+                layout.groups.push(index as u32);
             }
-            layout.is_occupation.push(category.level == Level::Occupation);
         }
 
         let mut depth = vec![0u32; count];
@@ -199,7 +207,7 @@ impl Model {
     /// Codes one record, reusing `scratch` to avoid allocation.
     pub fn code_with(&self, record: &Record, options: &CodeOptions, scratch: &mut Scratch) -> Coding {
         self.compute_confidences(record, scratch);
-        self.decide(&scratch.confidence, options)
+        self.decide_with(&scratch.confidence, &scratch.occupation_confidence, options)
     }
 
     /// Codes many records in parallel on the rayon pool, in input order.
@@ -221,8 +229,33 @@ impl Model {
 
     /// Applies the thresholds to confidences from [`Model::confidences`].
     pub fn decide(&self, confidence: &[f32], options: &CodeOptions) -> Coding {
+        self.decide_with(confidence, &self.occupation_confidences(confidence), options)
+    }
+
+    /// Returns the code of each level, from 1-digit to 6-digit, that coding
+    /// considers: the most confident occupation and its ancestors, which
+    /// is the guide's "moving up the classification hierarchy from 6-digit
+    /// to 1-digit". Levels without a returnable code are `None`.
+    pub fn best_per_level(&self, confidence: &[f32]) -> [Option<usize>; 5] {
+        self.best_per_level_with(&self.occupation_confidences(confidence))
+    }
+
+    /// Returns the `count` most confident 6-digit codes, best first. Ties go
+    /// to the lower code.
+    pub fn top_occupations(&self, confidence: &[f32], count: usize) -> Vec<CodedRecord> {
+        self.top_occupations_with(confidence, &self.occupation_confidences(confidence), count)
+    }
+
+    /// Picks the occupations' confidences out of every category's.
+    fn occupation_confidences(&self, confidence: &[f32]) -> Vec<f32> {
+        self.layout.occupations.iter().map(|&index| confidence[index as usize]).collect()
+    }
+
+    /// Applies the thresholds. `occupation_confidence` holds the
+    /// occupations' entries of `confidence`, in category order.
+    fn decide_with(&self, confidence: &[f32], occupation_confidence: &[f32], options: &CodeOptions) -> Coding {
         let categories = &self.parts.categories;
-        let best = self.best_per_level(confidence);
+        let best = self.best_per_level_with(occupation_confidence);
 
         for level in Level::ALL.into_iter().rev() {
             let Some(chosen) = best[level.index()] else { continue };
@@ -257,18 +290,14 @@ impl Model {
             status: CodeStatus::Unsuccessful,
             level: None,
             result: Vec::new(),
-            suggestions: self.top_occupations(confidence, options.suggestions),
+            suggestions: self.top_occupations_with(confidence, occupation_confidence, options.suggestions),
         }
     }
 
-    /// Returns the code of each level, from 1-digit to 6-digit, that coding
-    /// considers: the most confident occupation and its ancestors, which
-    /// is the guide's "moving up the classification hierarchy from 6-digit
-    /// to 1-digit". Levels without a returnable code are `None`.
-    pub fn best_per_level(&self, confidence: &[f32]) -> [Option<usize>; 5] {
+    fn best_per_level_with(&self, occupation_confidence: &[f32]) -> [Option<usize>; 5] {
         let categories = &self.parts.categories;
         let mut best: [Option<usize>; 5] = [None; 5];
-        let mut next = self.best_occupation(confidence);
+        let mut next = self.best_occupation(occupation_confidence).map(|position| self.layout.occupations[position] as usize);
         while let Some(index) = next {
             let category = &categories[index];
             if category.is_returnable() {
@@ -279,87 +308,46 @@ impl Model {
         best
     }
 
-    /// Returns the `count` most confident 6-digit codes, best first. Ties go
-    /// to the lower code.
-    pub fn top_occupations(&self, confidence: &[f32], count: usize) -> Vec<CodedRecord> {
+    fn top_occupations_with(&self, confidence: &[f32], occupation_confidence: &[f32], count: usize) -> Vec<CodedRecord> {
         if count == 0 {
             return Vec::new();
         }
-        // `top` stays sorted best first, so one scan with insertions finds
-        // the best `count` without collecting every occupation.
-        let better = |a: usize, b: usize| confidence[a].total_cmp(&confidence[b]).then(b.cmp(&a)).is_gt();
-        let mut top: Vec<usize> = Vec::with_capacity(count + 1);
-        for &index in &self.layout.occupations {
-            let index = index as usize;
-            if top.len() == count && top.last().is_some_and(|&last| !better(index, last)) {
-                continue;
+
+        // `top` holds (key, position) pairs, best first, and one scan with
+        // insertions finds the best `count`. Once it is full, a later
+        // occupation must beat the last key, because an equal key goes to
+        // the earlier, lower code. A chunk whose largest key cannot do that
+        // is skipped whole, which is the common case and vectorises.
+        const CHUNK: usize = 16;
+        let mut top: Vec<(i32, usize)> = Vec::with_capacity(count + 1);
+        for (chunk_index, chunk) in occupation_confidence.chunks(CHUNK).enumerate() {
+            if top.len() == count {
+                let floor = top[count - 1].0;
+                let largest = chunk.iter().fold(i32::MIN, |largest, &value| largest.max(total_order_key(value)));
+                if largest <= floor {
+                    continue;
+                }
             }
-            let position = top.partition_point(|&kept| better(kept, index));
-            top.insert(position, index);
-            top.truncate(count);
+            for (offset, &value) in chunk.iter().enumerate() {
+                let key = total_order_key(value);
+                if top.len() == count && key <= top[count - 1].0 {
+                    continue;
+                }
+                let position = top.partition_point(|&(kept, _)| kept >= key);
+                top.insert(position, (key, chunk_index * CHUNK + offset));
+                top.truncate(count);
+            }
         }
-        top.into_iter().map(|index| self.coded_record(index, confidence)).collect()
+        top.into_iter().map(|(_, position)| self.coded_record(self.layout.occupations[position] as usize, confidence)).collect()
     }
 
-    /// Returns the occupation with the maximum confidence by
-    /// [`f32::total_cmp`]; ties go to the lower index.
-    fn best_occupation(&self, confidence: &[f32]) -> Option<usize> {
+    /// Returns the position in `occupation_confidence` of the maximum by
+    /// [`f32::total_cmp`]; ties go to the lower position.
+    fn best_occupation(&self, occupation_confidence: &[f32]) -> Option<usize> {
         Simd::detect().run(
             #[inline(always)]
-            || self.best_occupation_inline(confidence),
+            || best_position(occupation_confidence),
         )
-    }
-
-    #[inline(always)]
-    fn best_occupation_inline(&self, confidence: &[f32]) -> Option<usize> {
-        let count = self.parts.categories.len();
-        assert!(confidence.len() >= count, "{} confidences for {count} categories", confidence.len());
-        let confidence = &confidence[..count];
-        let is_occupation = &self.layout.is_occupation[..count];
-
-        // One pass in 16 lanes vectorises. Each lane keeps its largest key
-        // and the first index that has it. Categories other than
-        // occupations count as the smallest key, and an occupation with the
-        // smallest key still replaces them, because a lane's index stays
-        // unset until it meets an occupation.
-        const LANES: usize = 16;
-        const UNSET: u32 = u32::MAX;
-        let key = |flag: bool, value: f32| if flag { total_order_key(value) } else { i32::MIN };
-        let mut lane_keys = [i32::MIN; LANES];
-        let mut lane_indices = [UNSET; LANES];
-        let flags = is_occupation.chunks_exact(LANES);
-        let values = confidence.chunks_exact(LANES);
-        let (tail_flags, tail_values) = (flags.remainder(), values.remainder());
-        for (chunk, (flags, values)) in flags.zip(values).enumerate() {
-            let start = (chunk * LANES) as u32;
-            for lane in 0..LANES {
-                let candidate = key(flags[lane], values[lane]);
-                let better = candidate > lane_keys[lane] || (flags[lane] && lane_indices[lane] == UNSET);
-                lane_keys[lane] = if better { candidate } else { lane_keys[lane] };
-                lane_indices[lane] = if better { start + lane as u32 } else { lane_indices[lane] };
-            }
-        }
-
-        // The lanes' winners and the occupations after the last full
-        // chunk: larger keys win, and equal keys go to the lower index.
-        let mut best: Option<(i32, u32)> = None;
-        let mut consider = |candidate: i32, index: u32| {
-            if best.is_none_or(|(best_key, best_index)| candidate > best_key || (candidate == best_key && index < best_index)) {
-                best = Some((candidate, index));
-            }
-        };
-        for (&lane_key, &index) in lane_keys.iter().zip(&lane_indices) {
-            if index != UNSET {
-                consider(lane_key, index);
-            }
-        }
-        let tail_start = count - tail_flags.len();
-        for (offset, (&flag, &value)) in tail_flags.iter().zip(tail_values).enumerate() {
-            if flag {
-                consider(key(true, value), (tail_start + offset) as u32);
-            }
-        }
-        best.map(|(_, index)| index as usize)
     }
 
     fn coded_record(&self, index: usize, confidence: &[f32]) -> CodedRecord {
@@ -371,8 +359,9 @@ impl Model {
         }
     }
 
-    /// Fills `scratch.confidence` with every category's confidence, and
-    /// one more entry for the root.
+    /// Fills `scratch.confidence` with every category's confidence and one
+    /// more entry for the root, and `scratch.occupation_confidence` with the
+    /// occupations' entries.
     // TODO: this costs about 13 µs per OSCA record on one core of the
     // benchmark machine, so 2 cores code about 145,000 records/s, short of
     // 200,000. Sparse postings, which are limited by memory reads, and the
@@ -435,31 +424,53 @@ impl Model {
         }
         inverse_sum.iter_mut().for_each(|sum| *sum = 1.0 / *sum);
 
-        // Path probabilities top down, parents first. Children of a node
-        // below the floor stay at 0. Every entry is written before it is
-        // read, so the buffer needs no clearing.
+        // Path probabilities of the groups top down, parents first. Each
+        // group's entry of `inverse_sum` becomes the factor that its
+        // children's probabilities are multiplied by: its path probability
+        // over its children's sum, or 0 when the path is below the floor.
+        // The root's path probability is 1, so its entry already is its
+        // factor. Every entry of `confidence` is written before it is read,
+        // so the buffer needs no clearing.
+        let factor = inverse_sum;
         scratch.confidence.resize(count + 1, 0.0);
         let confidence = &mut scratch.confidence[..count + 1];
         confidence[count] = 1.0;
-        for index in 0..count {
-            let parent = parents[index] as usize;
-            let parent_path = confidence[parent];
-            let path = probability[index] * (parent_path * inverse_sum[parent]);
-            confidence[index] = if parent_path >= PATH_FLOOR { path } else { 0.0 };
+        for &group in &layout.groups {
+            let group = group as usize;
+            let path = probability[group] * factor[parents[group] as usize];
+            confidence[group] = path;
+            factor[group] = if path >= PATH_FLOOR { path * factor[group] } else { 0.0 };
         }
 
-        if !self.parts.leaf_experts.is_empty() {
+        // The occupations' path probabilities, in a loop without a chain
+        // from one to the next, which vectorises.
+        let occupations = &layout.occupations;
+        scratch.occupation_confidence.resize(occupations.len(), 0.0);
+        let occupation_path = &mut scratch.occupation_confidence[..occupations.len()];
+        let occupation_parents = &layout.occupation_parents[..occupations.len()];
+        for position in 0..occupations.len() {
+            occupation_path[position] =
+                probability[occupations[position] as usize] * factor[occupation_parents[position] as usize];
+        }
+
+        if self.parts.leaf_experts.is_empty() {
+            for (&category, &path) in occupations.iter().zip(occupation_path.iter()) {
+                confidence[category as usize] = path;
+            }
+        } else {
             self.blend_leaf_experts(scratch);
         }
     }
 
     /// Replaces occupation confidences by the blend of path probability and
-    /// leaf expert softmax, then sums them up into the groups.
+    /// leaf expert softmax, then sums them up into the groups. The leaf
+    /// experts are the occupations in category order, which
+    /// [`Model::from_parts`] checks.
     #[inline(always)]
     fn blend_leaf_experts(&self, scratch: &mut Scratch) {
         let count = self.parts.categories.len();
-        let experts = &self.parts.leaf_experts;
-        let expert_scores = &scratch.scores[count..];
+        let occupations = &self.layout.occupations;
+        let expert_scores = &scratch.scores[count..count + occupations.len()];
         let max_score = lane_max(expert_scores);
         let (path_weight, temperature) = (self.parts.path_weight, self.parts.leaf_temperature);
 
@@ -468,10 +479,7 @@ impl Model {
         // of a logarithm, and vectorises; the two forms differ only by
         // rounding.
         let score_factor = (1.0 - path_weight) / temperature;
-        let confidence = &mut scratch.confidence[..count + 1];
-        scratch.blended.clear();
-        scratch.blended.extend(experts.iter().map(|&category| confidence[category as usize]));
-        let blended = &mut scratch.blended[..expert_scores.len()];
+        let blended = &mut scratch.occupation_confidence[..occupations.len()];
         if path_weight == 0.5 {
             for (blend, &score) in blended.iter_mut().zip(expert_scores) {
                 let path = *blend;
@@ -489,10 +497,12 @@ impl Model {
             }
         }
         let inverse_total = 1.0 / lane_sum(blended);
+        blended.iter_mut().for_each(|blend| *blend *= inverse_total);
 
+        let confidence = &mut scratch.confidence[..count + 1];
         confidence.fill(0.0);
-        for (&category, &blend) in experts.iter().zip(blended.iter()) {
-            confidence[category as usize] = blend * inverse_total;
+        for (&category, &blend) in occupations.iter().zip(blended.iter()) {
+            confidence[category as usize] = blend;
         }
         let parents = &self.layout.parent[..count];
         for &index in &self.layout.sum_order {
@@ -500,6 +510,48 @@ impl Model {
             confidence[parents[index] as usize] += confidence[index];
         }
     }
+}
+
+/// Returns the position of the maximum of `values` by [`f32::total_cmp`];
+/// ties go to the lower position.
+#[inline(always)]
+fn best_position(values: &[f32]) -> Option<usize> {
+    // One pass in 16 lanes vectorises. Each lane keeps its largest key and
+    // the first position that has it.
+    const LANES: usize = 16;
+    const UNSET: u32 = u32::MAX;
+    let mut lane_keys = [i32::MIN; LANES];
+    let mut lane_positions = [UNSET; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for (chunk_index, chunk) in chunks.enumerate() {
+        let start = (chunk_index * LANES) as u32;
+        for lane in 0..LANES {
+            let key = total_order_key(chunk[lane]);
+            let better = key > lane_keys[lane] || lane_positions[lane] == UNSET;
+            lane_keys[lane] = if better { key } else { lane_keys[lane] };
+            lane_positions[lane] = if better { start + lane as u32 } else { lane_positions[lane] };
+        }
+    }
+
+    // The lanes' winners and the values after the last full chunk: larger
+    // keys win, and equal keys go to the lower position.
+    let mut best: Option<(i32, u32)> = None;
+    let mut consider = |key: i32, position: u32| {
+        if best.is_none_or(|(best_key, best_position)| key > best_key || (key == best_key && position < best_position)) {
+            best = Some((key, position));
+        }
+    };
+    for (&key, &position) in lane_keys.iter().zip(&lane_positions) {
+        if position != UNSET {
+            consider(key, position);
+        }
+    }
+    let tail_start = values.len() - tail.len();
+    for (offset, &value) in tail.iter().enumerate() {
+        consider(total_order_key(value), (tail_start + offset) as u32);
+    }
+    best.map(|(_, position)| position as usize)
 }
 
 /// Sums `values` in eight interleaved lanes, which the compiler keeps in
@@ -841,30 +893,51 @@ mod tests {
     }
 
     /// The vectorised search for the best occupation agrees with a plain
-    /// scan, ties and the smallest keys included.
+    /// scan, ties and the smallest keys included, and so does the search
+    /// for the top occupations with a sort.
     #[test]
-    fn best_occupation_matches_plain_scan() {
-        let (model, _) = random_model(9);
-        let occupations = &model.layout.occupations;
-        let plain = |confidence: &[f32]| {
-            occupations.iter().map(|&index| index as usize).fold(None, |best: Option<usize>, index| match best {
-                Some(best) if confidence[index].total_cmp(&confidence[best]).is_le() => Some(best),
-                _ => Some(index),
+    fn occupation_searches_match_plain_scan() {
+        let plain_best = |values: &[f32]| {
+            (0..values.len()).fold(None, |best: Option<usize>, position| match best {
+                Some(best) if values[position].total_cmp(&values[best]).is_le() => Some(best),
+                _ => Some(position),
             })
         };
+        let plain_top = |values: &[f32], count: usize| {
+            let mut positions: Vec<usize> = (0..values.len()).collect();
+            positions.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+            positions.truncate(count);
+            positions
+        };
+        let (model, _) = random_model(9);
+        let occupations = &model.layout.occupations;
+        let count = occupations.len();
+        assert!(count > 16, "{count} occupations fill no 16-lane chunk");
+        assert_ne!(count % 16, 0, "{count} occupations leave no tail after the 16-lane chunks");
+
         let mut rng = SplitMix(99);
-        let count = model.categories().len();
-        assert!(count > 16, "{count} categories fill no 16-lane chunk");
-        assert_ne!(count % 16, 0, "{count} categories leave no tail after the 16-lane chunks");
         for trial in 0..500 {
-            let confidence: Vec<f32> = match trial % 4 {
+            let values: Vec<f32> = match trial % 4 {
                 0 => vec![0.0; count],
                 1 => vec![f32::NEG_INFINITY; count],
                 2 => (0..count).map(|_| rng.below(3) as f32 / 4.0).collect(),
                 _ => (0..count).map(|_| rng.uniform(0.0, 1.0)).collect(),
             };
+            let mut confidence = vec![0.0; model.categories().len()];
+            for (&category, &value) in occupations.iter().zip(&values) {
+                confidence[category as usize] = value;
+            }
 
-            assert_eq!(model.best_occupation(&confidence), plain(&confidence), "trial {trial}");
+            assert_eq!(model.best_occupation(&values), plain_best(&values), "trial {trial}");
+            for requested in [1, 5, 16] {
+                let top: Vec<String> =
+                    model.top_occupations_with(&confidence, &values, requested).into_iter().map(|c| c.code_category).collect();
+                let expected: Vec<String> = plain_top(&values, requested)
+                    .into_iter()
+                    .map(|position| model.categories()[occupations[position] as usize].code.clone())
+                    .collect();
+                assert_eq!(top, expected, "trial {trial}, {requested} requested");
+            }
         }
     }
 

@@ -67,8 +67,9 @@ pub struct ModelParts {
     /// Sigmoid of each node, indexed by the node's category index; the last
     /// entry is the root's.
     pub calibration: Vec<PlattScaling>,
-    /// Category index of each leaf expert: a one-versus-rest SVM over all
-    /// 6-digit codes, whose classifier index is `categories.len() + k`.
+    /// Category index of each leaf expert, in increasing order: a
+    /// one-versus-rest SVM over all 6-digit codes, whose classifier index is
+    /// `categories.len() + k`. A model has one per occupation or none.
     pub leaf_experts: Vec<u32>,
     /// Temperature of the softmax over leaf expert decision values.
     pub leaf_temperature: f32,
@@ -121,6 +122,10 @@ impl Model {
                 "{} leaf experts for {occupations} occupations; a model has one per occupation or none",
                 parts.leaf_experts.len()
             )));
+        }
+        let in_category_order = parts.leaf_experts.windows(2).all(|pair| pair[0] < pair[1]);
+        if !in_category_order {
+            return Err(InvalidModel("leaf experts are not in category order".into()));
         }
         let temperature_valid = parts.leaf_temperature > 0.0 && parts.leaf_temperature.is_finite();
         if !temperature_valid || !(0.0..=1.0).contains(&parts.path_weight) {

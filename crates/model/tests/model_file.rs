@@ -178,3 +178,13 @@ fn unwritable_path_is_write_error() {
     assert!(matches!(error, ModelFileError::Write { .. }), "{error}");
     assert!(error.to_string().starts_with("failed to write model file "), "{error}");
 }
+
+#[test]
+fn leaf_experts_out_of_order_are_rejected() {
+    let mut parts = tiny_model().into_parts();
+    parts.leaf_experts = vec![9, 8];
+
+    let error = Model::from_parts(parts).expect_err("experts out of order");
+
+    assert!(error.to_string().contains("leaf experts are not in category order"), "{error}");
+}

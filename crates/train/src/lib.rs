@@ -203,7 +203,7 @@ pub fn train(
     Ok(TrainOutcome { model, holdout_model, splits })
 }
 
-/// Longest character n-gram that training accepts. Job titles are at most
+/// Maximum character n-gram length that training accepts. Job titles are at most
 /// 100 characters, and n-grams longer than a word match almost nothing.
 const MAX_CHAR_NGRAM: u8 = 20;
 
