@@ -101,7 +101,7 @@ impl Simd {
 
     /// Returns every instruction set this processor supports, narrowest first.
     #[cfg(test)]
-    fn supported() -> Vec<Simd> {
+    pub(crate) fn supported() -> Vec<Simd> {
         let widest = Simd::detect();
         [Simd::Baseline, Simd::Avx2, Simd::Avx512].into_iter().filter(|&simd| simd as u8 <= widest as u8).collect()
     }
@@ -126,9 +126,6 @@ const ONLY_CHILD_OFFSET: f32 = -87.0;
 /// The tree as flat arrays indexed by category, so that the coding loops
 /// read contiguous memory and the compiler can vectorise them.
 pub(crate) struct Layout {
-    /// Each category's parent; the root's slot, the category count, for
-    /// major groups. Always below the category's own index or the root.
-    parent: Vec<u32>,
     /// The slope and offset of the Platt sigmoid of each category's parent
     /// node, applied to the category's own decision value.
     slope: Vec<f32>,
@@ -137,14 +134,25 @@ pub(crate) struct Layout {
     occupations: Vec<u32>,
     /// The parent of each occupation, in the order of `occupations`.
     occupation_parents: Vec<u32>,
-    /// Indices of the categories above the 6-digit level, increasing.
-    groups: Vec<u32>,
-    /// Every category, deepest level first, then by position among its
-    /// siblings. The loops that add children into their parents follow this
-    /// order, so consecutive additions go to different parents and none
-    /// waits for the one before it to be stored. Each parent still adds its
-    /// children in index order, after all their own children.
-    sum_order: Vec<u32>,
+    /// The categories above the 6-digit level with their parents, in
+    /// increasing order.
+    groups: Vec<Edge>,
+    /// Every category with its parent, deepest level first, then by
+    /// position among its siblings. The loops that add children into their
+    /// parents follow this order, so consecutive additions go to different
+    /// parents and none waits for the one before it to be stored. Each
+    /// parent still adds its children in index order, after all their own
+    /// children. Both indices of an edge are read in one load.
+    sum_order: Vec<Edge>,
+}
+
+/// A category and its parent, or the root's index for a major group.
+/// [`Model::from_parts`] allows at most 65,535 categories, so the root's
+/// index fits too.
+#[derive(Debug, Clone, Copy)]
+struct Edge {
+    child: u16,
+    parent: u16,
 }
 
 impl Layout {
@@ -153,8 +161,11 @@ impl Layout {
     /// root's last.
     pub(crate) fn new(parts: &crate::ModelParts, children: &[Vec<u32>]) -> Layout {
         let count = parts.categories.len();
+        // Each category's parent; the root's slot, the category count, for
+        // major groups. Always below the category's own index or the root.
+        let parents: Vec<usize> =
+            parts.categories.iter().map(|category| category.parent.map_or(count, |parent| parent as usize)).collect();
         let mut layout = Layout {
-            parent: Vec::with_capacity(count),
             slope: Vec::with_capacity(count),
             offset: Vec::with_capacity(count),
             occupations: Vec::new(),
@@ -163,23 +174,22 @@ impl Layout {
             sum_order: Vec::with_capacity(count),
         };
         for (index, category) in parts.categories.iter().enumerate() {
-            let parent = category.parent.map_or(count, |parent| parent as usize);
+            let parent = parents[index];
             let sigmoid = parts.calibration[parent];
             let (slope, offset) = if children[parent].len() == 1 { (0.0, ONLY_CHILD_OFFSET) } else { (sigmoid.a, sigmoid.b) };
-            layout.parent.push(parent as u32);
             layout.slope.push(slope);
             layout.offset.push(offset);
             if category.level == Level::Occupation {
                 layout.occupations.push(index as u32);
                 layout.occupation_parents.push(parent as u32);
             } else {
-                layout.groups.push(index as u32);
+                layout.groups.push(Edge { child: index as u16, parent: parent as u16 });
             }
         }
 
         let mut depth = vec![0u32; count];
         for index in 0..count {
-            let parent = layout.parent[index] as usize;
+            let parent = parents[index];
             depth[index] = if parent == count { 0 } else { depth[parent] + 1 };
         }
         let mut sibling_position = vec![0u32; count];
@@ -188,11 +198,12 @@ impl Layout {
                 sibling_position[child as usize] = position as u32;
             }
         }
-        layout.sum_order = (0..count as u32).collect();
-        layout.sum_order.sort_by_key(|&index| {
-            let index = index as usize;
-            (std::cmp::Reverse(depth[index]), sibling_position[index], index)
-        });
+        let mut order: Vec<usize> = (0..count).collect();
+        order.sort_by_key(|&index| (std::cmp::Reverse(depth[index]), sibling_position[index], index));
+        layout.sum_order = order
+            .into_iter()
+            .map(|index| Edge { child: index as u16, parent: parents[index] as u16 })
+            .collect();
         layout
     }
 }
@@ -251,7 +262,7 @@ impl Model {
         self.layout.occupations.iter().map(|&index| confidence[index as usize]).collect()
     }
 
-    /// Applies the thresholds. `occupation_confidence` holds the
+    /// Applies the thresholds. `occupation_confidence` contains the
     /// occupations' entries of `confidence`, in category order.
     fn decide_with(&self, confidence: &[f32], occupation_confidence: &[f32], options: &CodeOptions) -> Coding {
         let categories = &self.parts.categories;
@@ -313,7 +324,7 @@ impl Model {
             return Vec::new();
         }
 
-        // `top` holds (key, position) pairs, best first, and one scan with
+        // `top` contains (key, position) pairs, best first, and one scan with
         // insertions finds the best `count`. Once it is full, a later
         // occupation must beat the last key, because an equal key goes to
         // the earlier, lower code. A chunk whose largest key cannot do that
@@ -377,7 +388,7 @@ impl Model {
     fn score_and_walk(&self, simd: Simd, scratch: &mut Scratch) {
         simd.run(
             #[inline(always)]
-            || self.score_and_walk_inline(scratch),
+            || self.score_and_walk_inline(simd, scratch),
         );
     }
 
@@ -387,10 +398,10 @@ impl Model {
     /// the processor has. No copy fuses multiplies and adds, so all give
     /// identical confidences.
     #[inline(always)]
-    fn score_and_walk_inline(&self, scratch: &mut Scratch) {
+    fn score_and_walk_inline(&self, simd: Simd, scratch: &mut Scratch) {
         scratch.scores.clear();
         scratch.scores.extend_from_slice(&self.parts.biases);
-        self.parts.weights.accumulate_vector(&scratch.features, &mut scratch.scores);
+        self.parts.weights.accumulate_vector_with(simd, &scratch.features, &mut scratch.scores);
 
         self.walk_tree(scratch);
     }
@@ -417,10 +428,8 @@ impl Model {
         scratch.inverse_sum.clear();
         scratch.inverse_sum.resize(count + 1, 0.0);
         let inverse_sum = &mut scratch.inverse_sum[..count + 1];
-        let parents = &layout.parent[..count];
-        for &index in &layout.sum_order {
-            let index = index as usize;
-            inverse_sum[parents[index] as usize] += probability[index];
+        for edge in &layout.sum_order {
+            inverse_sum[edge.parent as usize] += probability[edge.child as usize];
         }
         inverse_sum.iter_mut().for_each(|sum| *sum = 1.0 / *sum);
 
@@ -435,9 +444,9 @@ impl Model {
         scratch.confidence.resize(count + 1, 0.0);
         let confidence = &mut scratch.confidence[..count + 1];
         confidence[count] = 1.0;
-        for &group in &layout.groups {
-            let group = group as usize;
-            let path = probability[group] * factor[parents[group] as usize];
+        for edge in &layout.groups {
+            let group = edge.child as usize;
+            let path = probability[group] * factor[edge.parent as usize];
             confidence[group] = path;
             factor[group] = if path >= PATH_FLOOR { path * factor[group] } else { 0.0 };
         }
@@ -504,10 +513,8 @@ impl Model {
         for (&category, &blend) in occupations.iter().zip(blended.iter()) {
             confidence[category as usize] = blend;
         }
-        let parents = &self.layout.parent[..count];
-        for &index in &self.layout.sum_order {
-            let index = index as usize;
-            confidence[parents[index] as usize] += confidence[index];
+        for edge in &self.layout.sum_order {
+            confidence[edge.parent as usize] += confidence[edge.child as usize];
         }
     }
 }
