@@ -25,6 +25,7 @@ use occoder_classification::Level;
 use occoder_text::{Record, SparseVector};
 use rayon::prelude::*;
 
+use crate::child_sums::ChildSums;
 use crate::{CodeOptions, CodeStatus, CodedRecord, Coding, Model};
 
 /// Nodes whose path probability is below this are not expanded, and the
@@ -45,6 +46,9 @@ pub struct Scratch {
     probability: Vec<f32>,
     /// Per node (the root last): 1 / the sum of its children's probabilities.
     inverse_sum: Vec<f32>,
+    /// Per node with children, in the order of [`ChildSums::nodes`]: a sum
+    /// over its children.
+    child_sums: Vec<f32>,
     /// Per category, then the root: path probability, and after the blend
     /// the confidence.
     confidence: Vec<f32>,
@@ -137,13 +141,8 @@ pub(crate) struct Layout {
     /// The categories above the 6-digit level with their parents, in
     /// increasing order.
     groups: Vec<Edge>,
-    /// Every category with its parent, deepest level first, then by
-    /// position among its siblings. The loops that add children into their
-    /// parents follow this order, so consecutive additions go to different
-    /// parents and none waits for the one before it to be stored. Each
-    /// parent still adds its children in index order, after all their own
-    /// children. Both indices of an edge are read in one load.
-    sum_order: Vec<Edge>,
+    /// The sums over each node's children.
+    child_sums: ChildSums,
 }
 
 /// A category and its parent, or the root's index for a major group.
@@ -171,7 +170,7 @@ impl Layout {
             occupations: Vec::new(),
             occupation_parents: Vec::new(),
             groups: Vec::new(),
-            sum_order: Vec::with_capacity(count),
+            child_sums: ChildSums::new(&[], &[]),
         };
         for (index, category) in parts.categories.iter().enumerate() {
             let parent = parents[index];
@@ -187,23 +186,12 @@ impl Layout {
             }
         }
 
-        let mut depth = vec![0u32; count];
+        // Node depths: the root's is 0, and its slot is the category count.
+        let mut depth = vec![0u32; count + 1];
         for index in 0..count {
-            let parent = parents[index];
-            depth[index] = if parent == count { 0 } else { depth[parent] + 1 };
+            depth[index] = depth[parents[index]] + 1;
         }
-        let mut sibling_position = vec![0u32; count];
-        for siblings in children {
-            for (position, &child) in siblings.iter().enumerate() {
-                sibling_position[child as usize] = position as u32;
-            }
-        }
-        let mut order: Vec<usize> = (0..count).collect();
-        order.sort_by_key(|&index| (std::cmp::Reverse(depth[index]), sibling_position[index], index));
-        layout.sum_order = order
-            .into_iter()
-            .map(|index| Edge { child: index as u16, parent: parents[index] as u16 })
-            .collect();
+        layout.child_sums = ChildSums::new(children, &depth);
         layout
     }
 }
@@ -425,13 +413,18 @@ impl Model {
         }
 
         // Each node divides its children's probabilities by their sum.
+        // Nodes without children keep 0.
+        let nodes = layout.child_sums.nodes();
+        scratch.child_sums.resize(nodes.len(), 0.0);
+        let sums = &mut scratch.child_sums[..nodes.len()];
+        layout.child_sums.sum_children(probability, sums);
+        sums.iter_mut().for_each(|sum| *sum = 1.0 / *sum);
         scratch.inverse_sum.clear();
         scratch.inverse_sum.resize(count + 1, 0.0);
         let inverse_sum = &mut scratch.inverse_sum[..count + 1];
-        for edge in &layout.sum_order {
-            inverse_sum[edge.parent as usize] += probability[edge.child as usize];
+        for (&node, &inverse) in nodes.iter().zip(sums.iter()) {
+            inverse_sum[node as usize] = inverse;
         }
-        inverse_sum.iter_mut().for_each(|sum| *sum = 1.0 / *sum);
 
         // Path probabilities of the groups top down, parents first. Each
         // group's entry of `inverse_sum` becomes the factor that its
@@ -513,9 +506,7 @@ impl Model {
         for (&category, &blend) in occupations.iter().zip(blended.iter()) {
             confidence[category as usize] = blend;
         }
-        for edge in &self.layout.sum_order {
-            confidence[edge.parent as usize] += confidence[edge.child as usize];
-        }
+        self.layout.child_sums.sum_up(confidence, &mut scratch.child_sums);
     }
 }
 

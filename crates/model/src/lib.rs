@@ -13,6 +13,7 @@
 //! loads every model file of a directory and picks each topic's latest.
 
 pub mod bulk;
+mod child_sums;
 pub mod file;
 mod infer;
 mod metadata;
