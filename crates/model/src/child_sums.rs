@@ -6,10 +6,10 @@
 //! sorted by their number of children, most first. Their children are
 //! stored in columns, and column `k` lists the `k`-th child of every node
 //! that has more than `k` children. Those nodes are a prefix of the
-//! depth's nodes. Adding a column to the depth's sums is one loop over contiguous
-//! sums with a gather of the children's values, which vectorises. Each
-//! node's sum starts at 0 and adds its children in their order, so the
-//! result does not depend on the vector width.
+//! depth's nodes. Adding a column to the depth's sums is one loop over
+//! contiguous sums with a gather of the children's values, which
+//! vectorises. Each node's sum starts at 0 and adds its children in their
+//! order, so the result does not depend on the vector width.
 
 use std::cmp::Reverse;
 
