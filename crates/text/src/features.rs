@@ -79,6 +79,10 @@ pub struct Featurizer {
 #[derive(Default)]
 pub struct Scratch {
     word: String,
+    /// The title's words after tokenisation, ending at `title_word_ends`,
+    /// kept for the character n-grams so that the title is tokenised once.
+    title_words: String,
+    title_word_ends: Vec<usize>,
     stems: String,
     stem_ends: Vec<usize>,
     padded: Vec<u8>,
@@ -116,7 +120,7 @@ impl Featurizer {
     pub fn extract(&self, occp_text: &str, tasks_text: &str, scratch: &mut Scratch, out: &mut SparseVector) {
         scratch.entries.clear();
 
-        self.collect_stems(occp_text, scratch);
+        self.collect_stems(occp_text, scratch, true);
         let title_start = scratch.entries.len();
         self.push_words(Namespace::TitleWord, scratch);
         self.weigh_block(scratch, title_start, self.config.title_word_weight);
@@ -126,10 +130,10 @@ impl Featurizer {
         self.weigh_block(scratch, pair_start, self.config.title_pair_weight);
 
         let char_start = scratch.entries.len();
-        self.push_char_ngrams(occp_text, scratch);
+        self.push_char_ngrams(scratch);
         self.weigh_block(scratch, char_start, self.config.title_char_weight);
 
-        self.collect_stems(tasks_text, scratch);
+        self.collect_stems(tasks_text, scratch, false);
         let task_start = scratch.entries.len();
         self.push_words(Namespace::TaskWord, scratch);
         self.weigh_block(scratch, task_start, self.config.task_word_weight);
@@ -149,11 +153,19 @@ impl Featurizer {
         out
     }
 
-    fn collect_stems(&self, text: &str, scratch: &mut Scratch) {
+    /// Tokenises and stems `text` into `scratch.stems`, and with
+    /// `keep_words` also keeps its words in `scratch.title_words`.
+    fn collect_stems(&self, text: &str, scratch: &mut Scratch, keep_words: bool) {
         scratch.stems.clear();
         scratch.stem_ends.clear();
-        let Scratch { word, stems, stem_ends, .. } = scratch;
+        scratch.title_words.clear();
+        scratch.title_word_ends.clear();
+        let Scratch { word, title_words, title_word_ends, stems, stem_ends, .. } = scratch;
         for_each_word(text, word, |word| {
+            if keep_words {
+                title_words.push_str(word);
+                title_word_ends.push(title_words.len());
+            }
             let stem: Cow<str> = match self.stem_cache.get(word) {
                 Some(stem) => Cow::Borrowed(stem),
                 None => self.stemmer.stem(word),
@@ -166,7 +178,7 @@ impl Featurizer {
     fn push_words(&self, namespace: Namespace, scratch: &mut Scratch) {
         let Scratch { stems, stem_ends, entries, .. } = scratch;
         for i in 0..stem_ends.len() {
-            let stem = stem_at(stems, stem_ends, i);
+            let stem = word_at(stems, stem_ends, i);
             entries.push((self.hash(namespace, stem, b""), 0.0));
         }
     }
@@ -174,26 +186,28 @@ impl Featurizer {
     fn push_pairs(&self, namespace: Namespace, scratch: &mut Scratch) {
         let Scratch { stems, stem_ends, entries, .. } = scratch;
         for i in 1..stem_ends.len() {
-            let (left, right) = (stem_at(stems, stem_ends, i - 1), stem_at(stems, stem_ends, i));
+            let (left, right) = (word_at(stems, stem_ends, i - 1), word_at(stems, stem_ends, i));
             let (first, second) = if left <= right { (left, right) } else { (right, left) };
             entries.push((self.hash(namespace, first, second), 0.0));
         }
     }
 
-    fn push_char_ngrams(&self, text: &str, scratch: &mut Scratch) {
+    /// Pushes the character n-grams of the title words that
+    /// [`Featurizer::collect_stems`] kept.
+    fn push_char_ngrams(&self, scratch: &mut Scratch) {
         let (min, max) = (self.config.min_char_ngram as usize, self.config.max_char_ngram as usize);
-        let Scratch { word, padded, entries, .. } = scratch;
-        for_each_word(text, word, |word| {
+        let Scratch { title_words, title_word_ends, padded, entries, .. } = scratch;
+        for i in 0..title_word_ends.len() {
             padded.clear();
             padded.push(b'^');
-            padded.extend_from_slice(word.as_bytes());
+            padded.extend_from_slice(word_at(title_words, title_word_ends, i));
             padded.push(b'$');
             for n in min..=max.min(padded.len()) {
                 for gram in padded.windows(n) {
                     entries.push((self.hash(Namespace::TitleChar, gram, b""), 0.0));
                 }
             }
-        });
+        }
     }
 
     /// Gives each entry from `start` on the value `weight / sqrt(count)`, so
@@ -220,10 +234,11 @@ impl Featurizer {
     }
 }
 
-/// The `i`-th stem of a field, as bytes of `stems` ending at `stem_ends[i]`.
-fn stem_at<'a>(stems: &'a str, stem_ends: &[usize], i: usize) -> &'a [u8] {
-    let start = if i == 0 { 0 } else { stem_ends[i - 1] };
-    &stems.as_bytes()[start..stem_ends[i]]
+/// The `i`-th word of a list of words concatenated in `text`, the word
+/// ending at `ends[i]`.
+fn word_at<'a>(text: &'a str, ends: &[usize], i: usize) -> &'a [u8] {
+    let start = if i == 0 { 0 } else { ends[i - 1] };
+    &text.as_bytes()[start..ends[i]]
 }
 
 #[cfg(test)]
@@ -275,6 +290,16 @@ mod tests {
 
         assert!(near > 0.5, "near {near}");
         assert!(far < 0.05, "far {far}");
+    }
+
+    /// Character n-grams come from the title's words after stop words are
+    /// dropped and abbreviations expanded, as the word features do.
+    #[test]
+    fn char_ngrams_use_tokenised_words() {
+        let f = featurizer();
+
+        assert_eq!(f.features("the Mgr", ""), f.features("manager", ""));
+        assert_ne!(f.features("mgr", ""), f.features("mgrs", ""));
     }
 
     #[test]
