@@ -514,19 +514,25 @@ impl Model {
 /// ties go to the lower position.
 #[inline(always)]
 fn best_position(values: &[f32]) -> Option<usize> {
-    // One pass in 16 lanes vectorises. Each lane keeps its largest key and
-    // the first position that has it.
+    // One pass in 16 lanes vectorises. Each lane starts with the first
+    // chunk and keeps its largest key and the first position that has it.
     const LANES: usize = 16;
-    const UNSET: u32 = u32::MAX;
-    let mut lane_keys = [i32::MIN; LANES];
-    let mut lane_positions = [UNSET; LANES];
-    let chunks = values.chunks_exact(LANES);
+    let mut chunks = values.chunks_exact(LANES);
     let tail = chunks.remainder();
+    let mut lane_keys = [i32::MIN; LANES];
+    let mut lane_positions = [0u32; LANES];
+    let full_chunks = chunks.len();
+    if let Some(first) = chunks.next() {
+        for lane in 0..LANES {
+            lane_keys[lane] = total_order_key(first[lane]);
+            lane_positions[lane] = lane as u32;
+        }
+    }
     for (chunk_index, chunk) in chunks.enumerate() {
-        let start = (chunk_index * LANES) as u32;
+        let start = ((chunk_index + 1) * LANES) as u32;
         for lane in 0..LANES {
             let key = total_order_key(chunk[lane]);
-            let better = key > lane_keys[lane] || lane_positions[lane] == UNSET;
+            let better = key > lane_keys[lane];
             lane_keys[lane] = if better { key } else { lane_keys[lane] };
             lane_positions[lane] = if better { start + lane as u32 } else { lane_positions[lane] };
         }
@@ -540,8 +546,8 @@ fn best_position(values: &[f32]) -> Option<usize> {
             best = Some((key, position));
         }
     };
-    for (&key, &position) in lane_keys.iter().zip(&lane_positions) {
-        if position != UNSET {
+    if full_chunks > 0 {
+        for (&key, &position) in lane_keys.iter().zip(&lane_positions) {
             consider(key, position);
         }
     }
@@ -914,6 +920,11 @@ mod tests {
         assert_ne!(count % 16, 0, "{count} occupations leave no tail after the 16-lane chunks");
 
         let mut rng = SplitMix(99);
+        for length in 0..40 {
+            let values: Vec<f32> = (0..length).map(|_| rng.below(3) as f32 / 4.0).collect();
+
+            assert_eq!(model.best_occupation(&values), plain_best(&values), "{length} values");
+        }
         for trial in 0..500 {
             let values: Vec<f32> = match trial % 4 {
                 0 => vec![0.0; count],
