@@ -10,7 +10,7 @@
 //! | --- | --- | --- |
 //! | title words | stems of `occp_text` | inflection ("nurses", "nursing") |
 //! | title pairs | unordered pairs of neighbouring title stems | word order ("developer software") |
-//! | title character n-grams | 4- and 5-grams of each title word, with `^` and `$` at the ends | misspellings ("sofware") |
+//! | title character n-grams | 4-grams of each title word, with `^` and `$` at the ends | misspellings ("sofware") |
 //! | task words | stems of `tasks_text` | inflection |
 //! | task pairs | unordered pairs of neighbouring task stems | word order |
 //!
@@ -47,7 +47,7 @@ impl Default for FeatureConfig {
         FeatureConfig {
             hash_bits: 24,
             min_char_ngram: 4,
-            max_char_ngram: 5,
+            max_char_ngram: 4,
             title_word_weight: 1.0,
             title_pair_weight: 0.5,
             title_char_weight: 0.8,
