@@ -26,6 +26,7 @@ use occoder_text::{Record, SparseVector};
 use rayon::prelude::*;
 
 use crate::child_sums::ChildSums;
+use crate::paths::TreePaths;
 use crate::{CodeOptions, CodeStatus, CodedRecord, Coding, Model};
 
 /// Nodes whose path probability is below this are not expanded, and the
@@ -33,7 +34,7 @@ use crate::{CodeOptions, CodeStatus, CodedRecord, Coding, Model};
 /// weighting such an occupation could reach at most a thousandth of the
 /// confidence of one with path probability 1, far below any threshold,
 /// and skipping them saves most of the sigmoids and exponentials.
-const PATH_FLOOR: f32 = 1e-6;
+pub(crate) const PATH_FLOOR: f32 = 1e-6;
 
 /// Reusable buffers for coding, one per thread.
 #[derive(Default)]
@@ -44,11 +45,13 @@ pub struct Scratch {
     /// Each category's calibrated probability under its parent, before
     /// normalisation.
     probability: Vec<f32>,
-    /// Per node (the root last): 1 / the sum of its children's probabilities.
-    inverse_sum: Vec<f32>,
-    /// Per node with children, in the order of [`ChildSums::nodes`]: a sum
-    /// over its children.
+    /// Per node with children, in the order of [`ChildSums::nodes`], then
+    /// one more entry: a sum over its children, or its inverse.
     child_sums: Vec<f32>,
+    /// Per slot of [`TreePaths`]: the group's path probability, and the
+    /// factor its children's probabilities are multiplied by.
+    group_paths: Vec<f32>,
+    group_factors: Vec<f32>,
     /// Per category, then the root: path probability, and after the blend
     /// the confidence.
     confidence: Vec<f32>,
@@ -136,22 +139,10 @@ pub(crate) struct Layout {
     offset: Vec<f32>,
     /// Indices of the 6-digit categories, increasing.
     occupations: Vec<u32>,
-    /// The parent of each occupation, in the order of `occupations`.
-    occupation_parents: Vec<u32>,
-    /// The categories above the 6-digit level with their parents, in
-    /// increasing order.
-    groups: Vec<Edge>,
     /// The sums over each node's children.
     child_sums: ChildSums,
-}
-
-/// A category and its parent, or the root's index for a major group.
-/// [`Model::from_parts`] allows at most 65,535 categories, so the root's
-/// index fits too.
-#[derive(Debug, Clone, Copy)]
-struct Edge {
-    child: u16,
-    parent: u16,
+    /// The path probabilities from the root down.
+    paths: TreePaths,
 }
 
 impl Layout {
@@ -168,9 +159,8 @@ impl Layout {
             slope: Vec::with_capacity(count),
             offset: Vec::with_capacity(count),
             occupations: Vec::new(),
-            occupation_parents: Vec::new(),
-            groups: Vec::new(),
             child_sums: ChildSums::new(&[], &[]),
+            paths: TreePaths::new(&[], &[], &[]),
         };
         for (index, category) in parts.categories.iter().enumerate() {
             let parent = parents[index];
@@ -180,9 +170,6 @@ impl Layout {
             layout.offset.push(offset);
             if category.level == Level::Occupation {
                 layout.occupations.push(index as u32);
-                layout.occupation_parents.push(parent as u32);
-            } else {
-                layout.groups.push(Edge { child: index as u16, parent: parent as u16 });
             }
         }
 
@@ -192,6 +179,8 @@ impl Layout {
             depth[index] = depth[parents[index]] + 1;
         }
         layout.child_sums = ChildSums::new(children, &depth);
+        let is_occupation: Vec<bool> = parts.categories.iter().map(|category| category.level == Level::Occupation).collect();
+        layout.paths = TreePaths::new(&parents, &is_occupation, layout.child_sums.nodes());
         layout
     }
 }
@@ -412,50 +401,31 @@ impl Model {
             probability[index] = sigmoid.max(f32::MIN_POSITIVE);
         }
 
-        // Each node divides its children's probabilities by their sum.
-        // Nodes without children keep 0.
-        let nodes = layout.child_sums.nodes();
-        scratch.child_sums.resize(nodes.len(), 0.0);
-        let sums = &mut scratch.child_sums[..nodes.len()];
-        layout.child_sums.sum_children(probability, sums);
-        sums.iter_mut().for_each(|sum| *sum = 1.0 / *sum);
-        scratch.inverse_sum.clear();
-        scratch.inverse_sum.resize(count + 1, 0.0);
-        let inverse_sum = &mut scratch.inverse_sum[..count + 1];
-        for (&node, &inverse) in nodes.iter().zip(sums.iter()) {
-            inverse_sum[node as usize] = inverse;
-        }
+        // Each node divides its children's probabilities by their sum. The
+        // entry after the last node is 0, the factor of groups without
+        // children.
+        let nodes = layout.child_sums.nodes().len();
+        scratch.child_sums.resize(nodes + 1, 0.0);
+        let inverse_sums = &mut scratch.child_sums[..nodes + 1];
+        layout.child_sums.sum_children(probability, &mut inverse_sums[..nodes]);
+        inverse_sums.iter_mut().for_each(|sum| *sum = 1.0 / *sum);
+        inverse_sums[nodes] = 0.0;
 
-        // Path probabilities of the groups top down, parents first. Each
-        // group's entry of `inverse_sum` becomes the factor that its
-        // children's probabilities are multiplied by: its path probability
-        // over its children's sum, or 0 when the path is below the floor.
-        // The root's path probability is 1, so its entry already is its
-        // factor. Every entry of `confidence` is written before it is read,
-        // so the buffer needs no clearing.
-        let factor = inverse_sum;
-        scratch.confidence.resize(count + 1, 0.0);
-        let confidence = &mut scratch.confidence[..count + 1];
-        confidence[count] = 1.0;
-        for edge in &layout.groups {
-            let group = edge.child as usize;
-            let path = probability[group] * factor[edge.parent as usize];
-            confidence[group] = path;
-            factor[group] = if path >= PATH_FLOOR { path * factor[group] } else { 0.0 };
-        }
-
-        // The occupations' path probabilities, in a loop without a chain
-        // from one to the next, which vectorises.
+        // Path probabilities top down, the occupations' in category order.
+        let slots = layout.paths.slot_count();
+        scratch.group_paths.resize(slots, 0.0);
+        scratch.group_factors.resize(slots, 0.0);
         let occupations = &layout.occupations;
         scratch.occupation_confidence.resize(occupations.len(), 0.0);
         let occupation_path = &mut scratch.occupation_confidence[..occupations.len()];
-        let occupation_parents = &layout.occupation_parents[..occupations.len()];
-        for position in 0..occupations.len() {
-            occupation_path[position] =
-                probability[occupations[position] as usize] * factor[occupation_parents[position] as usize];
-        }
+        layout.paths.compute(probability, inverse_sums, &mut scratch.group_paths, &mut scratch.group_factors, occupation_path);
 
+        // With leaf experts the blend replaces every confidence; without,
+        // the path probabilities are the confidences.
+        scratch.confidence.resize(count + 1, 0.0);
         if self.parts.leaf_experts.is_empty() {
+            let confidence = &mut scratch.confidence[..count + 1];
+            layout.paths.scatter_groups(&scratch.group_paths, confidence);
             for (&category, &path) in occupations.iter().zip(occupation_path.iter()) {
                 confidence[category as usize] = path;
             }
@@ -744,6 +714,12 @@ mod tests {
     /// one child), one leaf expert per occupation and weights on the
     /// features of a vocabulary of 300 made-up words.
     fn random_model(seed: u64) -> (Model, Vec<String>) {
+        random_model_with(seed, true)
+    }
+
+    /// Builds a random model as [`random_model`] does, with or without leaf
+    /// experts.
+    fn random_model_with(seed: u64, leaf_experts: bool) -> (Model, Vec<String>) {
         let mut rng = SplitMix(seed);
         let vocabulary: Vec<String> = (0..300)
             .map(|_| (0..3 + rng.below(6)).map(|_| (b'a' + rng.below(26) as u8) as char).collect())
@@ -768,8 +744,9 @@ mod tests {
         // Parents come before children, as Model::from_parts requires, but
         // the order above is level by level; no reordering is needed.
         let count = categories.len();
-        let leaf_experts: Vec<u32> =
-            (0..count as u32).filter(|&index| categories[index as usize].level == Level::Occupation).collect();
+        let leaf_experts: Vec<u32> = (0..count as u32)
+            .filter(|&index| leaf_experts && categories[index as usize].level == Level::Occupation)
+            .collect();
         let classifiers = count + leaf_experts.len();
 
         let featurizer = occoder_text::Featurizer::new(FeatureConfig::default());
@@ -958,6 +935,15 @@ mod tests {
                 assert_eq!(total_order_key(a).cmp(&total_order_key(b)), a.total_cmp(&b), "{a} against {b}");
             }
         }
+    }
+
+    #[test]
+    fn models_without_experts_match_reference() {
+        let (model, vocabulary) = random_model_with(4, false);
+        assert!(model.parts.leaf_experts.is_empty());
+        let records = random_records(&vocabulary, 1_000, 104);
+
+        assert_matches_reference(&model, &records);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod bulk;
 mod child_sums;
 pub mod file;
 mod infer;
+mod paths;
 mod metadata;
 mod registry;
 mod response;

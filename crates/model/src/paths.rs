@@ -1,0 +1,232 @@
+//! Path probabilities from the root down, in loops that vectorise.
+//!
+//! A category's path probability is its probability under its parent times
+//! the parent's factor: the parent's own path probability divided by the
+//! sum of its children's probabilities, or 0 when the parent's path is
+//! below the floor. The groups are numbered in slots, the root first and
+//! then one depth after another, so that all parents of a depth are
+//! finished before the depth starts. Each depth is then one loop that reads
+//! its parents' factors with gathers and writes its own factors to
+//! contiguous slots, and the occupations are one more such loop.
+
+use crate::infer::PATH_FLOOR;
+
+/// The groups in slots and each category's parent slot.
+pub(crate) struct TreePaths {
+    /// Per slot, the group's category index. Slot 0 is the root, whose
+    /// index is the category count; then come the groups, shallowest depth
+    /// first and by index within a depth.
+    categories: Vec<u32>,
+    /// Per slot, the slot of the group's parent (0 for the major groups and
+    /// for the root itself).
+    parent_slots: Vec<u32>,
+    /// Per slot, where the inverse sum of the group's children's
+    /// probabilities is: its position in [`crate::child_sums::ChildSums::nodes`],
+    /// or the position after the last node for a group without children.
+    inverse_slots: Vec<u32>,
+    /// The slots of each depth below the root, shallowest first.
+    depths: Vec<std::ops::Range<usize>>,
+    /// Indices of the occupations, increasing, and their parents' slots.
+    occupations: Vec<u32>,
+    occupation_parent_slots: Vec<u32>,
+    /// The category count, above every index in `occupations` and in
+    /// `categories` after the root's slot, and one more than the largest
+    /// entry of `inverse_slots`: the lengths the buffers must have.
+    category_bound: usize,
+    inverse_bound: usize,
+}
+
+impl TreePaths {
+    /// Lays out the tree of `count` categories with `parents` (the root's
+    /// index, `count`, for major groups), whose occupations are
+    /// `is_occupation`. `nodes` lists the nodes with children in the order
+    /// of their inverse sums.
+    pub(crate) fn new(parents: &[usize], is_occupation: &[bool], nodes: &[u32]) -> TreePaths {
+        let count = parents.len();
+        let mut depth = vec![0usize; count + 1];
+        for index in 0..count {
+            depth[index] = depth[parents[index]] + 1;
+        }
+        let mut inverse_slot_of = vec![nodes.len() as u32; count + 1];
+        for (position, &node) in nodes.iter().enumerate() {
+            inverse_slot_of[node as usize] = position as u32;
+        }
+
+        let mut groups: Vec<usize> = (0..count).filter(|&index| !is_occupation[index]).collect();
+        groups.sort_by_key(|&index| (depth[index], index));
+        let mut slot_of = vec![0u32; count + 1];
+        let mut paths = TreePaths {
+            categories: vec![count as u32],
+            parent_slots: vec![0],
+            inverse_slots: vec![inverse_slot_of[count]],
+            depths: Vec::new(),
+            occupations: Vec::new(),
+            occupation_parent_slots: Vec::new(),
+            category_bound: count,
+            inverse_bound: nodes.len() + 1,
+        };
+        for &group in &groups {
+            let slot = paths.categories.len();
+            if paths.depths.last().is_none_or(|range| depth[paths.categories[range.start] as usize] != depth[group]) {
+                paths.depths.push(slot..slot);
+            }
+            paths.depths.last_mut().expect("a depth was pushed").end = slot + 1;
+            slot_of[group] = slot as u32;
+            paths.categories.push(group as u32);
+            paths.parent_slots.push(slot_of[parents[group]]);
+            paths.inverse_slots.push(inverse_slot_of[group]);
+        }
+        for index in (0..count).filter(|&index| is_occupation[index]) {
+            paths.occupations.push(index as u32);
+            paths.occupation_parent_slots.push(slot_of[parents[index]]);
+        }
+
+        // `compute` reads a depth's parents from the slots before it.
+        for depth in &paths.depths {
+            let parents_before = paths.parent_slots[depth.clone()].iter().all(|&parent| (parent as usize) < depth.start);
+            assert!(parents_before, "parents precede children");
+        }
+        paths
+    }
+
+    /// Number of slots: the root and every group.
+    pub(crate) fn slot_count(&self) -> usize {
+        self.categories.len()
+    }
+
+    /// Fills `group_paths` and `factors`, one entry per slot, and
+    /// `occupation_paths`, one per occupation in category order.
+    /// `probability` is each category's probability under its parent, and
+    /// `inverse_sums` contains 1 / the sum of each node's children's
+    /// probabilities in the order of the nodes with children, then 0.
+    ///
+    /// # Panics
+    /// If a buffer is shorter than the tree needs.
+    #[inline(always)]
+    pub(crate) fn compute(
+        &self,
+        probability: &[f32],
+        inverse_sums: &[f32],
+        group_paths: &mut [f32],
+        factors: &mut [f32],
+        occupation_paths: &mut [f32],
+    ) {
+        let slots = self.slot_count();
+        let (categories, inverse_entries) = (self.category_bound, self.inverse_bound);
+        assert!(probability.len() >= categories, "{} probabilities for {categories} categories", probability.len());
+        assert!(inverse_sums.len() >= inverse_entries, "{} inverse sums for {inverse_entries} entries", inverse_sums.len());
+        let (group_paths, factors) = (&mut group_paths[..slots], &mut factors[..slots]);
+        let occupation_paths = &mut occupation_paths[..self.occupations.len()];
+
+        // SAFETY, for every `gather` below: `new` built every category index
+        // below `category_bound`, every inverse slot below `inverse_bound`,
+        // and every parent slot below the slot being computed, and the
+        // asserts above checked the buffers against those bounds.
+        group_paths[0] = 1.0;
+        factors[0] = unsafe { gather(inverse_sums, self.inverse_slots[0]) };
+        for depth in &self.depths {
+            let (parents_done, current) = factors.split_at_mut(depth.start);
+            let current = &mut current[..depth.len()];
+            let categories = &self.categories[depth.clone()];
+            let parent_slots = &self.parent_slots[depth.clone()];
+            let inverse_slots = &self.inverse_slots[depth.clone()];
+            let paths = &mut group_paths[depth.clone()];
+            for k in 0..current.len() {
+                let parent_factor = unsafe { gather(parents_done, parent_slots[k]) };
+                let path = unsafe { gather(probability, categories[k]) } * parent_factor;
+                paths[k] = path;
+                let inverse = unsafe { gather(inverse_sums, inverse_slots[k]) };
+                current[k] = if path >= PATH_FLOOR { path * inverse } else { 0.0 };
+            }
+        }
+
+        let factors = &*factors;
+        for ((path, &category), &parent_slot) in
+            occupation_paths.iter_mut().zip(&self.occupations).zip(&self.occupation_parent_slots)
+        {
+            *path = unsafe { gather(probability, category) * gather(factors, parent_slot) };
+        }
+    }
+
+    /// Writes the root's and the groups' path probabilities from
+    /// `group_paths` into `confidence`, indexed by category with the root
+    /// last.
+    pub(crate) fn scatter_groups(&self, group_paths: &[f32], confidence: &mut [f32]) {
+        for (&category, &path) in self.categories.iter().zip(group_paths) {
+            confidence[category as usize] = path;
+        }
+    }
+}
+
+/// Reads `values[index]` without a bounds check, so that loops of such
+/// reads vectorise to gathers.
+///
+/// # Safety
+/// `index` is below `values.len()`.
+#[inline(always)]
+unsafe fn gather(values: &[f32], index: u32) -> f32 {
+    debug_assert!((index as usize) < values.len(), "index {index} of {} values", values.len());
+    // SAFETY: the caller guarantees that `index` is in bounds.
+    unsafe { *values.get_unchecked(index as usize) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Major groups 0 and 3; group 1 under 0 with occupations 2 and 5;
+    /// occupation 4 under 3. The nodes with children, deepest first as
+    /// `ChildSums` orders them, are 1, 0, 3 and the root (6).
+    fn small_tree() -> TreePaths {
+        let parents = [6, 0, 1, 6, 3, 1];
+        let is_occupation = [false, false, true, false, true, true];
+        TreePaths::new(&parents, &is_occupation, &[1, 0, 3, 6])
+    }
+
+    /// Computes `(group paths, factors, occupation paths)`. The inverse
+    /// sums of nodes 1, 0, 3 and the root are 1, 2, 1 and 1.
+    fn compute(paths: &TreePaths, probability: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let inverse_sums = [1.0, 2.0, 1.0, 1.0, 0.0];
+        let mut group_paths = vec![f32::NAN; 4];
+        let mut factors = vec![f32::NAN; 4];
+        let mut occupation_paths = vec![f32::NAN; 3];
+        paths.compute(probability, &inverse_sums, &mut group_paths, &mut factors, &mut occupation_paths);
+        (group_paths, factors, occupation_paths)
+    }
+
+    #[test]
+    fn slots_go_root_then_by_depth() {
+        let paths = small_tree();
+
+        assert_eq!(paths.categories, [6, 0, 3, 1]);
+        assert_eq!(paths.parent_slots, [0, 0, 0, 1]);
+        assert_eq!(paths.inverse_slots, [3, 1, 2, 0]);
+        assert_eq!(paths.depths, [1..3, 3..4]);
+        assert_eq!(paths.occupations, [2, 4, 5]);
+        assert_eq!(paths.occupation_parent_slots, [3, 2, 3]);
+    }
+
+    #[test]
+    fn paths_multiply_down_the_tree() {
+        let (group_paths, factors, occupation_paths) = compute(&small_tree(), &[0.75, 0.5, 0.5, 0.25, 1.0, 0.25]);
+
+        assert_eq!(group_paths, [1.0, 0.75, 0.25, 0.75]);
+        assert_eq!(factors, [1.0, 1.5, 0.25, 0.75]);
+        assert_eq!(occupation_paths, [0.375, 0.25, 0.1875]);
+    }
+
+    #[test]
+    fn paths_below_floor_stop() {
+        let (group_paths, factors, occupation_paths) = compute(&small_tree(), &[0.75, 0.5, 0.5, 1e-7, 1.0, 0.25]);
+
+        assert_eq!(group_paths[2], 1e-7);
+        assert_eq!(factors[2], 0.0);
+        assert_eq!(occupation_paths[1], 0.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "5 probabilities")]
+    fn short_buffers_panic() {
+        compute(&small_tree(), &[0.5; 5]);
+    }
+}
