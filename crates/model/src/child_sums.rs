@@ -22,8 +22,10 @@ pub(crate) struct ChildSums {
     /// The depths, deepest first.
     depths: Vec<Depth>,
     columns: Vec<Column>,
-    /// The children of all columns, one column after the other.
-    children: Vec<u32>,
+    /// The children of all columns, one column after the other. Indices
+    /// of 16 bits let the gathers use 32-bit offsets, 16 to an AVX-512
+    /// instruction instead of 8.
+    children: Vec<u16>,
     /// One more than the largest child index.
     child_bound: usize,
 }
@@ -65,7 +67,8 @@ impl ChildSums {
             for k in 0..widest {
                 let len = parents[start..end].iter().take_while(|&&node| children[node].len() > k).count();
                 sums.columns.push(Column { first_node: start, len, first_child: sums.children.len() });
-                sums.children.extend(parents[start..start + len].iter().map(|&node| children[node][k]));
+                let column = parents[start..start + len].iter().map(|&node| children[node][k]);
+                sums.children.extend(column.map(|child| u16::try_from(child).expect("at most 65,536 categories")));
             }
             sums.depths.push(Depth { nodes: start..end, columns: first_column..sums.columns.len() });
             start = end;
