@@ -380,13 +380,13 @@ impl Model {
         scratch.scores.extend_from_slice(&self.parts.biases);
         self.parts.weights.accumulate_vector_with(simd, &scratch.features, &mut scratch.scores);
 
-        self.walk_tree(scratch);
+        self.walk_tree(simd, scratch);
     }
 
     /// Turns the decision values in `scratch.scores` into path
     /// probabilities and, with leaf experts, blended confidences.
     #[inline(always)]
-    fn walk_tree(&self, scratch: &mut Scratch) {
+    fn walk_tree(&self, simd: Simd, scratch: &mut Scratch) {
         let count = self.parts.categories.len();
         let layout = &self.layout;
 
@@ -418,19 +418,17 @@ impl Model {
         let occupations = &layout.occupations;
         scratch.occupation_confidence.resize(occupations.len(), 0.0);
         let occupation_path = &mut scratch.occupation_confidence[..occupations.len()];
-        layout.paths.compute(probability, inverse_sums, &mut scratch.group_paths, &mut scratch.group_factors, occupation_path);
+        layout.paths.compute(simd, probability, inverse_sums, &mut scratch.group_paths, &mut scratch.group_factors, occupation_path);
 
         // With leaf experts the blend replaces every confidence; without,
         // the path probabilities are the confidences.
         scratch.confidence.resize(count + 1, 0.0);
         if self.parts.leaf_experts.is_empty() {
             let confidence = &mut scratch.confidence[..count + 1];
-            layout.paths.scatter_groups(&scratch.group_paths, confidence);
-            for (&category, &path) in occupations.iter().zip(occupation_path.iter()) {
-                confidence[category as usize] = path;
-            }
+            layout.paths.scatter_groups(simd, &scratch.group_paths, confidence);
+            layout.paths.scatter_occupations(simd, occupation_path, confidence);
         } else {
-            self.blend_leaf_experts(scratch);
+            self.blend_leaf_experts(simd, scratch);
         }
     }
 
@@ -439,7 +437,7 @@ impl Model {
     /// experts are the occupations in category order, which
     /// [`Model::from_parts`] checks.
     #[inline(always)]
-    fn blend_leaf_experts(&self, scratch: &mut Scratch) {
+    fn blend_leaf_experts(&self, simd: Simd, scratch: &mut Scratch) {
         let count = self.parts.categories.len();
         let occupations = &self.layout.occupations;
         let expert_scores = &scratch.scores[count..count + occupations.len()];
@@ -473,9 +471,7 @@ impl Model {
 
         let confidence = &mut scratch.confidence[..count + 1];
         confidence.fill(0.0);
-        for (&category, &blend) in occupations.iter().zip(blended.iter()) {
-            confidence[category as usize] = blend;
-        }
+        self.layout.paths.scatter_occupations(simd, blended, confidence);
         self.layout.child_sums.sum_up(confidence, &mut scratch.child_sums);
     }
 }

@@ -15,6 +15,7 @@
 pub mod bulk;
 mod child_sums;
 pub mod file;
+mod gather;
 mod infer;
 mod paths;
 mod metadata;

@@ -9,7 +9,8 @@
 //! its parents' factors with gathers and writes its own factors to
 //! contiguous slots, and the occupations are one more such loop.
 
-use crate::infer::PATH_FLOOR;
+use crate::gather;
+use crate::infer::Simd;
 
 /// The groups in slots and each category's parent slot. Indices have 16
 /// bits, which [`crate::Model::from_parts`] allows for every category and
@@ -99,7 +100,8 @@ impl TreePaths {
     }
 
     /// Fills `group_paths` and `factors`, one entry per slot, and
-    /// `occupation_paths`, one per occupation in category order.
+    /// `occupation_paths`, one per occupation in category order, with the
+    /// vector instructions of `simd`, which the processor must support.
     /// `probability` is each category's probability under its parent, and
     /// `inverse_sums` contains 1 / the sum of each node's children's
     /// probabilities in the order of the nodes with children, then 0.
@@ -109,6 +111,7 @@ impl TreePaths {
     #[inline(always)]
     pub(crate) fn compute(
         &self,
+        simd: Simd,
         probability: &[f32],
         inverse_sums: &[f32],
         group_paths: &mut [f32],
@@ -122,56 +125,64 @@ impl TreePaths {
         let (group_paths, factors) = (&mut group_paths[..slots], &mut factors[..slots]);
         let occupation_paths = &mut occupation_paths[..self.occupations.len()];
 
-        // SAFETY, for every `gather` below: `new` built every category index
-        // below `category_bound`, every inverse slot below `inverse_bound`,
-        // and every parent slot below the slot being computed, and the
-        // asserts above checked the buffers against those bounds.
         group_paths[0] = 1.0;
-        factors[0] = unsafe { gather(inverse_sums, self.inverse_slots[0]) };
+        factors[0] = inverse_sums[self.inverse_slots[0] as usize];
         for depth in &self.depths {
             let (parents_done, current) = factors.split_at_mut(depth.start);
-            let current = &mut current[..depth.len()];
-            let categories = &self.categories[depth.clone()];
-            let parent_slots = &self.parent_slots[depth.clone()];
-            let inverse_slots = &self.inverse_slots[depth.clone()];
-            let paths = &mut group_paths[depth.clone()];
-            for k in 0..current.len() {
-                let parent_factor = unsafe { gather(parents_done, parent_slots[k]) };
-                let path = unsafe { gather(probability, categories[k]) } * parent_factor;
-                paths[k] = path;
-                let inverse = unsafe { gather(inverse_sums, inverse_slots[k]) };
-                current[k] = if path >= PATH_FLOOR { path * inverse } else { 0.0 };
-            }
+            // SAFETY: `simd` is supported, as the caller guarantees. `new`
+            // built every category index below `category_bound`, every
+            // inverse slot below `inverse_bound`, and every parent slot
+            // below the depth's first slot, the length of `parents_done`;
+            // the asserts above checked the buffers against those bounds.
+            unsafe {
+                gather::depth_paths(
+                    simd,
+                    probability,
+                    parents_done,
+                    inverse_sums,
+                    &self.categories[depth.clone()],
+                    &self.parent_slots[depth.clone()],
+                    &self.inverse_slots[depth.clone()],
+                    &mut group_paths[depth.clone()],
+                    &mut current[..depth.len()],
+                )
+            };
         }
 
-        let factors = &*factors;
-        for ((path, &category), &parent_slot) in
-            occupation_paths.iter_mut().zip(&self.occupations).zip(&self.occupation_parent_slots)
-        {
-            *path = unsafe { gather(probability, category) * gather(factors, parent_slot) };
-        }
+        // SAFETY: as above; every parent slot is below `slots`, the length
+        // of `factors`.
+        unsafe {
+            gather::gather_products(simd, probability, &self.occupations, factors, &self.occupation_parent_slots, occupation_paths)
+        };
     }
 
-    /// Writes the root's and the groups' path probabilities from
-    /// `group_paths` into `confidence`, indexed by category with the root
-    /// last.
-    pub(crate) fn scatter_groups(&self, group_paths: &[f32], confidence: &mut [f32]) {
-        for (&category, &path) in self.categories.iter().zip(group_paths) {
-            confidence[category as usize] = path;
-        }
+    /// Writes the root's and the groups' values from `group_values`, one
+    /// per slot, into `confidence`, indexed by category with the root last.
+    ///
+    /// # Panics
+    /// If `group_values` has fewer entries than slots, or `confidence`
+    /// fewer than the categories and the root.
+    #[inline(always)]
+    pub(crate) fn scatter_groups(&self, simd: Simd, group_values: &[f32], confidence: &mut [f32]) {
+        assert!(confidence.len() > self.category_bound, "{} confidences", confidence.len());
+        // SAFETY: `simd` is supported, as the caller guarantees; every slot
+        // has a distinct category index of at most `category_bound`, below
+        // the length of `confidence` by the assert above.
+        unsafe { gather::scatter(simd, &group_values[..self.slot_count()], &self.categories, confidence) };
     }
-}
 
-/// Reads `values[index]` without a bounds check, so that loops of such
-/// reads vectorise to gathers.
-///
-/// # Safety
-/// `index` is below `values.len()`.
-#[inline(always)]
-unsafe fn gather(values: &[f32], index: u16) -> f32 {
-    debug_assert!((index as usize) < values.len(), "index {index} of {} values", values.len());
-    // SAFETY: the caller guarantees that `index` is in bounds.
-    unsafe { *values.get_unchecked(index as usize) }
+    /// Writes the occupations' values from `occupation_values`, in category
+    /// order, into `confidence`, indexed by category.
+    ///
+    /// # Panics
+    /// As [`TreePaths::scatter_groups`].
+    #[inline(always)]
+    pub(crate) fn scatter_occupations(&self, simd: Simd, occupation_values: &[f32], confidence: &mut [f32]) {
+        assert!(confidence.len() > self.category_bound, "{} confidences", confidence.len());
+        // SAFETY: as in `scatter_groups`; occupation indices are distinct
+        // and below `category_bound`.
+        unsafe { gather::scatter(simd, &occupation_values[..self.occupations.len()], &self.occupations, confidence) };
+    }
 }
 
 #[cfg(test)]
@@ -194,7 +205,7 @@ mod tests {
         let mut group_paths = vec![f32::NAN; 4];
         let mut factors = vec![f32::NAN; 4];
         let mut occupation_paths = vec![f32::NAN; 3];
-        paths.compute(probability, &inverse_sums, &mut group_paths, &mut factors, &mut occupation_paths);
+        paths.compute(Simd::Baseline, probability, &inverse_sums, &mut group_paths, &mut factors, &mut occupation_paths);
         (group_paths, factors, occupation_paths)
     }
 
