@@ -17,10 +17,10 @@ use crate::infer::{PATH_FLOOR, Simd};
 /// the path is below [`PATH_FLOOR`].
 ///
 /// # Safety
-/// `simd` is supported by the processor; `categories`, `parent_slots`
-/// and `inverse_slots` are at least as long as `paths` and `factors`, which
-/// have one length; and every index is below the length of the slice it
-/// indexes.
+/// - The processor supports `simd`.
+/// - `paths` and `factors` have one length, and `categories`,
+///   `parent_slots` and `inverse_slots` are at least that long.
+/// - Every index is below the length of the slice it indexes.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) unsafe fn depth_paths(
@@ -58,9 +58,9 @@ pub(crate) unsafe fn depth_paths(
 /// For each `k`: `out[k] = a[a_indices[k]] × b[b_indices[k]]`.
 ///
 /// # Safety
-/// `simd` is supported by the processor; both index arrays are at least
-/// as long as `out`; and every index is below the length of the slice it
-/// indexes.
+/// - The processor supports `simd`.
+/// - Both index arrays are at least as long as `out`.
+/// - Every index is below the length of the slice it indexes.
 #[inline(always)]
 pub(crate) unsafe fn gather_products(simd: Simd, a: &[f32], a_indices: &[u16], b: &[f32], b_indices: &[u16], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -81,9 +81,9 @@ pub(crate) unsafe fn gather_products(simd: Simd, a: &[f32], a_indices: &[u16], b
 /// For each `k`: `out[indices[k]] = values[k]`.
 ///
 /// # Safety
-/// `simd` is supported by the processor; `indices` is at least as long as
-/// `values`; no index occurs twice; and every index is below
-/// `out.len()`.
+/// - The processor supports `simd`.
+/// - `indices` is at least as long as `values`.
+/// - No index occurs twice, and every index is below `out.len()`.
 #[inline(always)]
 pub(crate) unsafe fn scatter(simd: Simd, values: &[f32], indices: &[u16], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]

@@ -129,11 +129,12 @@ impl TreePaths {
         factors[0] = inverse_sums[self.inverse_slots[0] as usize];
         for depth in &self.depths {
             let (parents_done, current) = factors.split_at_mut(depth.start);
-            // SAFETY: `simd` is supported, as the caller guarantees. `new`
-            // built every category index below `category_bound`, every
-            // inverse slot below `inverse_bound`, and every parent slot
-            // below the depth's first slot, the length of `parents_done`;
-            // the asserts above checked the buffers against those bounds.
+            // SAFETY: the caller guarantees that the processor supports
+            // `simd`. `new` built every category index below
+            // `category_bound`, every inverse slot below `inverse_bound`,
+            // and every parent slot below the depth's first slot, which is
+            // the length of `parents_done`. The asserts above checked the
+            // buffers against those bounds.
             unsafe {
                 gather::depth_paths(
                     simd,
@@ -165,9 +166,10 @@ impl TreePaths {
     #[inline(always)]
     pub(crate) fn scatter_groups(&self, simd: Simd, group_values: &[f32], confidence: &mut [f32]) {
         assert!(confidence.len() > self.category_bound, "{} confidences", confidence.len());
-        // SAFETY: `simd` is supported, as the caller guarantees; every slot
-        // has a distinct category index of at most `category_bound`, below
-        // the length of `confidence` by the assert above.
+        // SAFETY: the caller guarantees that the processor supports
+        // `simd`. Every slot has a distinct category index of at most
+        // `category_bound`, and the assert above checked that `confidence`
+        // is longer.
         unsafe { gather::scatter(simd, &group_values[..self.slot_count()], &self.categories, confidence) };
     }
 
