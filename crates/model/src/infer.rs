@@ -350,11 +350,10 @@ impl Model {
     /// Fills `scratch.confidence` with every category's confidence and one
     /// more entry for the root, and `scratch.occupation_confidence` with the
     /// occupations' entries.
-    // TODO: this costs about 13 µs per OSCA record on one core of the
-    // benchmark machine, so 2 cores code about 145,000 records/s, short of
-    // 200,000. Sparse postings, which are limited by memory reads, and the
-    // tree's per-node sums take most of it. BENCHMARKS.md lists what was
-    // tried.
+    // NOTE: the indexed loops (sparse postings, path gathers, confidence
+    // scatters) use AVX-512 where the processor has it and run scalar
+    // otherwise. BENCHMARKS.md times the AVX-512 form and counts the
+    // instructions of the AVX2 form, but no benchmark times the AVX2 form.
     fn compute_confidences(&self, record: &Record, scratch: &mut Scratch) {
         self.featurizer.extract(&record.occp_text, &record.tasks_text, &mut scratch.text, &mut scratch.features);
         self.score_and_walk(Simd::detect(), scratch);
