@@ -3,9 +3,10 @@
 //!
 //! `valgrind --tool=callgrind target/release/deps/hotpath-* [--repeat N]`
 //!
-//! Wall-clock figures belong to the criterion benchmarks in `engine.rs`;
-//! this program exists so that a change of the hot path can be compared
-//! by instructions, which do not depend on other load on the machine.
+//! The throughput figures belong to the criterion benchmarks in
+//! `engine.rs`. This program's own timing serves to compare a change of
+//! the hot path before and after, in interleaved runs of the two builds on
+//! one machine. Its instruction count does not depend on other load.
 
 mod common;
 

@@ -17,7 +17,8 @@ mkdir -p "$work"
 
 # Writes a copy of a labelled JSON Lines file with one typo in one title
 # word of at least four letters: a letter dropped, two neighbours swapped,
-# one replaced or one inserted. Records without such a word are left out.
+# one replaced by another or one inserted. Records without such a word
+# are left out.
 add_typos() {
     python3 - "$1" "$2" "$3" <<'PY'
 import json, random, sys
@@ -39,7 +40,7 @@ for line in open(source):
     elif edit == 1:
         word = word[:k] + word[k + 1] + word[k] + word[k + 2:]
     elif edit == 2:
-        word = word[:k] + rng.choice(letters) + word[k + 1:]
+        word = word[:k] + rng.choice([letter for letter in letters if letter != word[k].lower()]) + word[k + 1:]
     else:
         word = word[:k] + rng.choice(letters) + word[k:]
     words[i] = word
@@ -49,11 +50,18 @@ open(target, "w").write("\n".join(lines) + "\n")
 PY
 }
 
-# Prints one evaluation as a JSON line with the run's labels.
+# Prints one evaluation as a JSON line with the run's labels. In place of
+# the accuracy-versus-production curve it gives best_half_accuracy: the
+# accuracy at the last point of the curve that codes at most half of the
+# records.
 report() {
     local label=$1 model=$2 data=$3
-    "$occoder" evaluate --model "$model" --data "$data" --json |
-        python3 -c "import json, sys; figures = json.load(sys.stdin)[0]; figures.pop('curve'); print(json.dumps({'run': '$label', **figures}))"
+    "$occoder" evaluate --model "$model" --data "$data" --json | python3 -c "
+import json, sys
+figures = json.load(sys.stdin)[0]
+curve = figures.pop('curve')
+half = [point['accuracy'] for point in curve if point['production_rate'] <= 0.5 + 1e-9]
+print(json.dumps({'run': '$label', 'best_half_accuracy': half[-1] if half else None, **figures}))"
 }
 
 for topic in osca anzsco; do

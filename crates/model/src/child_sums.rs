@@ -68,7 +68,7 @@ impl ChildSums {
                 let len = parents[start..end].iter().take_while(|&&node| children[node].len() > k).count();
                 sums.columns.push(Column { first_node: start, len, first_child: sums.children.len() });
                 let column = parents[start..start + len].iter().map(|&node| children[node][k]);
-                sums.children.extend(column.map(|child| u16::try_from(child).expect("at most 65,536 categories")));
+                sums.children.extend(column.map(|child| u16::try_from(child).expect("at most 65,535 categories")));
             }
             sums.depths.push(Depth { nodes: start..end, columns: first_column..sums.columns.len() });
             start = end;

@@ -34,9 +34,11 @@ pub(crate) struct TreePaths {
     occupations: Vec<u16>,
     occupation_parent_slots: Vec<u16>,
     /// The category count, above every index in `occupations` and in
-    /// `categories` after the root's slot, and one more than the largest
-    /// entry of `inverse_slots`: the lengths the buffers must have.
+    /// `categories` after the root's slot: the length `probability` must
+    /// have.
     category_bound: usize,
+    /// One more than the largest entry of `inverse_slots`: the length
+    /// `inverse_sums` must have.
     inverse_bound: usize,
 }
 
