@@ -52,8 +52,8 @@ pub struct Scratch {
     /// factor its children's probabilities are multiplied by.
     group_paths: Vec<f32>,
     group_factors: Vec<f32>,
-    /// Per category, then the root: path probability, and after the blend
-    /// the confidence.
+    /// Per category, then the root: the confidence, which is the path
+    /// probability in models without leaf experts.
     confidence: Vec<f32>,
     /// Per occupation, in category order: path probability, and after the
     /// blend the confidence. Searches for the best occupations read this
