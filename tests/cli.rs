@@ -470,3 +470,37 @@ fn file_coding_summary_uses_singular() {
     assert!(stderr.contains("coded 1 record: "), "{stderr}");
     assert!(stderr.contains(", 0 errors"), "{stderr}");
 }
+
+fn occoder_with_simd(simd: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_occoder"))
+        .args(args)
+        .current_dir(repository())
+        .env_remove("OCCODER_MODELS")
+        .env("OCCODER_SIMD", simd)
+        .output()
+        .expect("occoder runs")
+}
+
+/// Every instruction set gives the same confidences, so capping it changes
+/// nothing but the speed.
+#[test]
+fn simd_cap_keeps_confidences() {
+    let args = ["code", "--topic", "osca", "--occupation", "software developer", "--tasks", "writing code and unit tests"];
+    let widest = stdout_json(&occoder(&args));
+
+    for simd in ["baseline", "avx2", "avx512"] {
+        let capped = stdout_json(&occoder_with_simd(simd, &args));
+
+        assert_eq!(capped["result"], widest["result"], "OCCODER_SIMD={simd}");
+    }
+}
+
+#[test]
+fn simd_cap_rejects_unknown_value() {
+    let output = occoder_with_simd("avx3", &["models"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("invalid OCCODER_SIMD value \"avx3\""), "{stderr}");
+    assert!(stderr.contains("use baseline, avx2 or avx512"), "{stderr}");
+}

@@ -63,6 +63,10 @@ pub(crate) fn load_models_dir(dir: &Path) -> anyhow::Result<(ModelRegistry, Vec<
 /// code 1 with the error chain on standard error.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(error) = occoder_model::check_simd_setting() {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Code(args) => code::run(args),
         Command::Train(args) => train::run(args),

@@ -211,6 +211,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         dev = config.dev,
         models_dir = %config.models_dir.display(),
         data_dir = %config.data_dir.display(),
+        simd = occoder_model::simd_in_use(),
         "server listening"
     );
 

@@ -61,8 +61,9 @@ pub struct Scratch {
     occupation_confidence: Vec<f32>,
 }
 
-/// The widest vector instructions that coding may use on this processor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The widest vector instructions that coding may use on this processor,
+/// narrowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Simd {
     /// The instructions of every processor of the target: SSE2 on x86-64.
     Baseline,
@@ -71,12 +72,55 @@ pub(crate) enum Simd {
     Avx512,
 }
 
+/// Environment variable that caps the vector instructions coding uses:
+/// `baseline`, `avx2` or `avx512`. Coding uses the narrower of that and the
+/// widest set the processor supports; every set gives identical
+/// confidences, so the cap changes only the speed. Programs should check
+/// the variable at start with [`check_simd_setting`], because coding
+/// ignores a value it cannot parse.
+pub const SIMD_VARIABLE: &str = "OCCODER_SIMD";
+
+/// An `OCCODER_SIMD` value that names no instruction set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {SIMD_VARIABLE} value {0:?}; use baseline, avx2 or avx512, or unset it to use the widest the processor supports")]
+pub struct InvalidSimdSetting(pub String);
+
+/// Checks the `OCCODER_SIMD` environment variable; unset is valid.
+pub fn check_simd_setting() -> Result<(), InvalidSimdSetting> {
+    match std::env::var(SIMD_VARIABLE) {
+        Ok(value) => Simd::parse(&value).map(|_| ()),
+        Err(std::env::VarError::NotPresent) => Ok(()),
+        Err(std::env::VarError::NotUnicode(value)) => Err(InvalidSimdSetting(value.to_string_lossy().into_owned())),
+    }
+}
+
+/// Returns the name of the instruction set that coding uses on this
+/// processor under the `OCCODER_SIMD` cap, for logs: `baseline`, `avx2` or
+/// `avx512`.
+pub fn simd_in_use() -> &'static str {
+    Simd::detect().name()
+}
+
+/// The instruction set coding uses, chosen once per process.
+static SELECTED: std::sync::LazyLock<Simd> = std::sync::LazyLock::new(|| {
+    let widest = Simd::widest_supported();
+    match std::env::var(SIMD_VARIABLE).ok().and_then(|value| Simd::parse(&value).ok()) {
+        Some(cap) => cap.min(widest),
+        None => widest,
+    }
+});
+
 impl Simd {
-    /// Returns the widest instruction set this processor supports. The
-    /// standard library caches the result of the processor check, so this
-    /// is cheap.
+    /// Returns the instruction set that coding uses: the widest this
+    /// processor supports, capped by `OCCODER_SIMD`. The choice is made
+    /// once per process, so this is cheap.
     #[inline]
     pub(crate) fn detect() -> Simd {
+        *SELECTED
+    }
+
+    /// Returns the widest instruction set this processor supports.
+    fn widest_supported() -> Simd {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
@@ -88,6 +132,25 @@ impl Simd {
             }
         }
         Simd::Baseline
+    }
+
+    /// Parses an `OCCODER_SIMD` value, ignoring case and surrounding
+    /// spaces.
+    fn parse(value: &str) -> Result<Simd, InvalidSimdSetting> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "baseline" => Ok(Simd::Baseline),
+            "avx2" => Ok(Simd::Avx2),
+            "avx512" => Ok(Simd::Avx512),
+            _ => Err(InvalidSimdSetting(value.to_string())),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Simd::Baseline => "baseline",
+            Simd::Avx2 => "avx2",
+            Simd::Avx512 => "avx512",
+        }
     }
 
     /// Runs `work` compiled for this instruction set, which the processor
@@ -109,7 +172,7 @@ impl Simd {
     /// Returns every instruction set this processor supports, narrowest first.
     #[cfg(test)]
     pub(crate) fn supported() -> Vec<Simd> {
-        let widest = Simd::detect();
+        let widest = Simd::widest_supported();
         [Simd::Baseline, Simd::Avx2, Simd::Avx512].into_iter().filter(|&simd| simd as u8 <= widest as u8).collect()
     }
 }
@@ -847,6 +910,25 @@ mod tests {
 
                 assert_eq!(scratch.confidence, baseline, "{simd:?}, {record:?}");
             }
+        }
+    }
+
+    #[test]
+    fn simd_setting_parses_names() {
+        assert_eq!(Simd::parse("baseline"), Ok(Simd::Baseline));
+        assert_eq!(Simd::parse(" AVX2 "), Ok(Simd::Avx2));
+        assert_eq!(Simd::parse("avx512"), Ok(Simd::Avx512));
+        for simd in [Simd::Baseline, Simd::Avx2, Simd::Avx512] {
+            assert_eq!(Simd::parse(simd.name()), Ok(simd));
+        }
+    }
+
+    #[test]
+    fn simd_setting_rejects_unknown_names() {
+        for value in ["", "sse2", "avx-512", "avx"] {
+            let error = Simd::parse(value).expect_err("not an instruction set");
+
+            assert!(error.to_string().contains("use baseline, avx2 or avx512"), "{value:?}: {error}");
         }
     }
 

@@ -28,7 +28,7 @@ use occoder_svm::PlattScaling;
 use occoder_text::{FeatureConfig, Featurizer};
 
 pub use file::ModelFileError;
-pub use infer::Scratch;
+pub use infer::{InvalidSimdSetting, SIMD_VARIABLE, Scratch, check_simd_setting, simd_in_use};
 pub use metadata::{MODEL_TYPE_HSVM, ModelMetadata, TrainingSummary};
 pub use registry::{LoadFailure, ModelRegistry, RegistryError};
 pub use response::{
