@@ -504,3 +504,18 @@ fn simd_cap_rejects_unknown_value() {
     assert!(stderr.contains("invalid OCCODER_SIMD value \"avx3\""), "{stderr}");
     assert!(stderr.contains("use baseline, avx2 or avx512"), "{stderr}");
 }
+
+/// Negative numbers reach the settings check, which names the option,
+/// instead of being read as an unknown flag.
+#[test]
+fn train_rejects_negative_pruning() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let model = dir.path().join("model.occm");
+
+    let output = occoder(&["train", "--topic", "osca", "--out", model.to_str().unwrap(), "--prune-below", "-1"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("prune-below must be 0 or a finite positive number, got -1"), "{stderr}");
+    assert!(!model.exists(), "no model is written");
+}

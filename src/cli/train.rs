@@ -31,25 +31,27 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     seed: u64,
     /// SVM cost parameter C of every node.
-    #[arg(long, default_value_t = TrainConfig::default().c)]
+    #[arg(long, default_value_t = TrainConfig::default().c, allow_negative_numbers = true)]
     c: f64,
     /// Precision, between 0 and 1, that each level's threshold must reach on the validation split.
-    #[arg(long, default_value_t = TrainConfig::default().target_precision)]
+    #[arg(long, default_value_t = TrainConfig::default().target_precision, allow_negative_numbers = true)]
     target_precision: f64,
     /// Share of job titles held out from training for validation and test, between 0 and 1.
-    #[arg(long, default_value_t = TrainConfig::default().holdout_fraction)]
+    #[arg(long, default_value_t = TrainConfig::default().holdout_fraction, allow_negative_numbers = true)]
     holdout_fraction: f64,
-    /// Shortest character n-gram taken from the job title, in characters.
-    /// Shorter n-grams occur in more titles and make coding slower.
+    /// Shortest character n-gram taken from the job title, in characters,
+    /// from 1 to 20. Shorter n-grams occur in more titles and make coding
+    /// slower.
     #[arg(long, default_value_t = TrainConfig::default().features.min_char_ngram)]
     min_char_ngram: u8,
-    /// Longest character n-gram taken from the job title, in characters.
+    /// Longest character n-gram taken from the job title, in characters,
+    /// from --min-char-ngram to 20.
     #[arg(long, default_value_t = TrainConfig::default().features.max_char_ngram)]
     max_char_ngram: u8,
     /// Weights smaller than this in absolute value are dropped from the
-    /// model. Larger values make the model smaller and coding faster, and
-    /// may lower accuracy.
-    #[arg(long, default_value_t = TrainConfig::default().prune_below)]
+    /// model; 0 or more. Larger values make the model smaller and coding
+    /// faster, and may lower accuracy.
+    #[arg(long, default_value_t = TrainConfig::default().prune_below, allow_negative_numbers = true)]
     prune_below: f32,
     /// modelVersion recorded in the model.
     #[arg(long, default_value_t = 1)]

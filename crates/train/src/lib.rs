@@ -224,12 +224,14 @@ fn check_config(config: &TrainConfig) -> Result<(), TrainError> {
         return Err(TrainError::Setting(format!("calibration needs at least 2 folds, got {}", config.folds)));
     }
     if !(config.prune_below >= 0.0 && config.prune_below.is_finite()) {
-        return Err(TrainError::Setting(format!("prune-below must be 0 or a positive number, got {}", config.prune_below)));
+        return Err(TrainError::Setting(format!("prune-below must be 0 or a finite positive number, got {}", config.prune_below)));
     }
     let (min, max) = (config.features.min_char_ngram, config.features.max_char_ngram);
     if !(1..=MAX_CHAR_NGRAM).contains(&min) || !(min..=MAX_CHAR_NGRAM).contains(&max) {
         return Err(TrainError::Setting(format!(
-            "character n-gram lengths must satisfy 1 <= min-char-ngram <= max-char-ngram <= {MAX_CHAR_NGRAM}, got {min} and {max}"
+            "character n-gram lengths must satisfy 1 <= min-char-ngram <= max-char-ngram <= {MAX_CHAR_NGRAM}, \
+             got min-char-ngram {min} and max-char-ngram {max}; \
+             set both between 1 and {MAX_CHAR_NGRAM}, the first no larger than the second"
         )));
     }
     Ok(())
@@ -291,7 +293,7 @@ mod tests {
             let error = check_config(&with_ngrams(min, max)).expect_err("invalid lengths").to_string();
 
             assert!(error.contains("min-char-ngram"), "{min} to {max}: {error}");
-            assert!(error.contains(&format!("got {min} and {max}")), "{min} to {max}: {error}");
+            assert!(error.contains(&format!("got min-char-ngram {min} and max-char-ngram {max}")), "{min} to {max}: {error}");
         }
     }
 
