@@ -11,7 +11,7 @@
 
 use crate::infer::{PATH_FLOOR, Simd};
 
-/// One depth of the path computation. For each `k`: `paths[k] =
+/// Computes one depth of the path probabilities. For each `k`: `paths[k] =
 /// probability[categories[k]] × parent_factors[parent_slots[k]]`, and
 /// `factors[k]` is `paths[k] × inverse_sums[inverse_slots[k]]`, or 0 when
 /// the path is below [`PATH_FLOOR`].
@@ -55,7 +55,8 @@ pub(crate) unsafe fn depth_paths(
     }
 }
 
-/// For each `k`: `out[k] = a[a_indices[k]] × b[b_indices[k]]`.
+/// Multiplies pairs of gathered values: `out[k] = a[a_indices[k]] ×
+/// b[b_indices[k]]` for each `k`.
 ///
 /// # Safety
 /// - The processor supports `simd`.
@@ -78,7 +79,8 @@ pub(crate) unsafe fn gather_products(simd: Simd, a: &[f32], a_indices: &[u16], b
     }
 }
 
-/// For each `k`: `out[indices[k]] = values[k]`.
+/// Writes each value to the entry its index names: `out[indices[k]] =
+/// values[k]` for each `k`.
 ///
 /// # Safety
 /// - The processor supports `simd`.
@@ -122,7 +124,8 @@ mod avx512 {
 
     const LANES: usize = 16;
 
-    /// The lanes of a chunk with `remaining` entries left, at most 16.
+    /// Returns the mask of the lanes that a chunk with `remaining` entries
+    /// left fills, at most 16.
     #[inline(always)]
     fn lanes(remaining: usize) -> __mmask16 {
         if remaining >= LANES { u16::MAX } else { (1u16 << remaining) - 1 }

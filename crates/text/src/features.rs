@@ -234,8 +234,8 @@ impl Featurizer {
     }
 }
 
-/// The `i`-th word of a list of words concatenated in `text`, the word
-/// ending at `ends[i]`.
+/// Returns the `i`-th of the words concatenated in `text`, which ends at
+/// `ends[i]`.
 fn word_at<'a>(text: &'a str, ends: &[usize], i: usize) -> &'a [u8] {
     let start = if i == 0 { 0 } else { ends[i - 1] };
     &text.as_bytes()[start..ends[i]]
