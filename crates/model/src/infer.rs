@@ -200,8 +200,6 @@ pub(crate) struct Layout {
     /// node, applied to the category's own decision value.
     slope: Vec<f32>,
     offset: Vec<f32>,
-    /// Indices of the 6-digit categories, increasing.
-    occupations: Vec<u32>,
     /// The sums over each node's children.
     child_sums: ChildSums,
     /// The path probabilities from the root down.
@@ -218,22 +216,12 @@ impl Layout {
         // major groups. Always below the category's own index or the root.
         let parents: Vec<usize> =
             parts.categories.iter().map(|category| category.parent.map_or(count, |parent| parent as usize)).collect();
-        let mut layout = Layout {
-            slope: Vec::with_capacity(count),
-            offset: Vec::with_capacity(count),
-            occupations: Vec::new(),
-            child_sums: ChildSums::new(&[], &[]),
-            paths: TreePaths::new(&[], &[], &[]),
-        };
-        for (index, category) in parts.categories.iter().enumerate() {
-            let parent = parents[index];
+        let (mut slope, mut offset) = (Vec::with_capacity(count), Vec::with_capacity(count));
+        for &parent in &parents {
             let sigmoid = parts.calibration[parent];
-            let (slope, offset) = if children[parent].len() == 1 { (0.0, ONLY_CHILD_OFFSET) } else { (sigmoid.a, sigmoid.b) };
-            layout.slope.push(slope);
-            layout.offset.push(offset);
-            if category.level == Level::Occupation {
-                layout.occupations.push(index as u32);
-            }
+            let only_child = children[parent].len() == 1;
+            slope.push(if only_child { 0.0 } else { sigmoid.a });
+            offset.push(if only_child { ONLY_CHILD_OFFSET } else { sigmoid.b });
         }
 
         // Node depths: the root's is 0, and its slot is the category count.
@@ -241,10 +229,10 @@ impl Layout {
         for index in 0..count {
             depth[index] = depth[parents[index]] + 1;
         }
-        layout.child_sums = ChildSums::new(children, &depth);
+        let child_sums = ChildSums::new(children, &depth);
         let is_occupation: Vec<bool> = parts.categories.iter().map(|category| category.level == Level::Occupation).collect();
-        layout.paths = TreePaths::new(&parents, &is_occupation, layout.child_sums.nodes());
-        layout
+        let paths = TreePaths::new(&parents, &depth, &is_occupation, child_sums.nodes());
+        Layout { slope, offset, child_sums, paths }
     }
 }
 
@@ -299,7 +287,7 @@ impl Model {
 
     /// Picks the occupations' confidences out of every category's.
     fn occupation_confidences(&self, confidence: &[f32]) -> Vec<f32> {
-        self.layout.occupations.iter().map(|&index| confidence[index as usize]).collect()
+        self.layout.paths.occupations().iter().map(|&index| confidence[index as usize]).collect()
     }
 
     /// Applies the thresholds. `occupation_confidence` contains the
@@ -348,7 +336,8 @@ impl Model {
     fn best_per_level_with(&self, occupation_confidence: &[f32]) -> [Option<usize>; 5] {
         let categories = &self.parts.categories;
         let mut best: [Option<usize>; 5] = [None; 5];
-        let mut next = self.best_occupation(occupation_confidence).map(|position| self.layout.occupations[position] as usize);
+        let occupations = self.layout.paths.occupations();
+        let mut next = self.best_occupation(occupation_confidence).map(|position| occupations[position] as usize);
         while let Some(index) = next {
             let category = &categories[index];
             if category.is_returnable() {
@@ -389,7 +378,8 @@ impl Model {
                 top.truncate(count);
             }
         }
-        top.into_iter().map(|(_, position)| self.coded_record(self.layout.occupations[position] as usize, confidence)).collect()
+        let occupations = self.layout.paths.occupations();
+        top.into_iter().map(|(_, position)| self.coded_record(occupations[position] as usize, confidence)).collect()
     }
 
     /// Returns the position in `occupation_confidence` of the maximum by
@@ -477,7 +467,7 @@ impl Model {
         let slots = layout.paths.slot_count();
         scratch.group_paths.resize(slots, 0.0);
         scratch.group_factors.resize(slots, 0.0);
-        let occupations = &layout.occupations;
+        let occupations = layout.paths.occupations();
         scratch.occupation_confidence.resize(occupations.len(), 0.0);
         let occupation_path = &mut scratch.occupation_confidence[..occupations.len()];
         layout.paths.compute(simd, probability, inverse_sums, &mut scratch.group_paths, &mut scratch.group_factors, occupation_path);
@@ -501,7 +491,7 @@ impl Model {
     #[inline(always)]
     fn blend_leaf_experts(&self, simd: Simd, scratch: &mut Scratch) {
         let count = self.parts.categories.len();
-        let occupations = &self.layout.occupations;
+        let occupations = self.layout.paths.occupations();
         let expert_scores = &scratch.scores[count..count + occupations.len()];
         let max_score = lane_max(expert_scores);
         let (path_weight, temperature) = (self.parts.path_weight, self.parts.leaf_temperature);
@@ -968,7 +958,7 @@ mod tests {
             positions
         };
         let (model, _) = random_model(9);
-        let occupations = &model.layout.occupations;
+        let occupations = model.layout.paths.occupations();
         let count = occupations.len();
         assert!(count > 16, "{count} occupations fill no 16-lane chunk");
         assert_ne!(count % 16, 0, "{count} occupations leave no tail after the 16-lane chunks");

@@ -44,15 +44,12 @@ pub(crate) struct TreePaths {
 
 impl TreePaths {
     /// Lays out the tree of `count` categories with `parents` (the root's
-    /// index, `count`, for major groups), whose occupations are
-    /// `is_occupation`. `nodes` lists the nodes with children in the order
-    /// of their inverse sums.
-    pub(crate) fn new(parents: &[usize], is_occupation: &[bool], nodes: &[u32]) -> TreePaths {
+    /// index, `count`, for major groups) and the `depth` of every node (the
+    /// root's 0, last), whose occupations are `is_occupation`. `nodes`
+    /// lists the nodes with children in the order of their inverse sums.
+    pub(crate) fn new(parents: &[usize], depth: &[u32], is_occupation: &[bool], nodes: &[u32]) -> TreePaths {
         let count = parents.len();
-        let mut depth = vec![0usize; count + 1];
-        for index in 0..count {
-            depth[index] = depth[parents[index]] + 1;
-        }
+        assert_eq!(depth.len(), count + 1, "one depth per category and the root");
         let index = |value: usize| u16::try_from(value).expect("at most 65,535 categories");
         let mut inverse_slot_of = vec![index(nodes.len()); count + 1];
         for (position, &node) in nodes.iter().enumerate() {
@@ -94,6 +91,11 @@ impl TreePaths {
             assert!(parents_before, "parents precede children");
         }
         paths
+    }
+
+    /// Indices of the occupations, increasing.
+    pub(crate) fn occupations(&self) -> &[u16] {
+        &self.occupations
     }
 
     /// Number of slots: the root and every group.
@@ -198,8 +200,9 @@ mod tests {
     /// `ChildSums` orders them, are 1, 0, 3 and the root (6).
     fn small_tree() -> TreePaths {
         let parents = [6, 0, 1, 6, 3, 1];
+        let depth = [1, 2, 3, 1, 2, 3, 0];
         let is_occupation = [false, false, true, false, true, true];
-        TreePaths::new(&parents, &is_occupation, &[1, 0, 3, 6])
+        TreePaths::new(&parents, &depth, &is_occupation, &[1, 0, 3, 6])
     }
 
     /// Computes `(group paths, factors, occupation paths)`. The inverse
